@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make serve` and `make test`. `make install` is the shared step.
+PYTHON ?= python3.11
+VENV ?= .venv
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install install-test serve ingest test lint eval clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	# torch is pinned (==2.13.0) in pyproject.toml: the CPU wheel on disk, not a CUDA build.
+	$(VENV)/bin/pip install -q -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+install-test: $(VENV)/.installed-test
+
+ingest: install
+	$(VENV)/bin/karpathy-gpt ingest
+
+serve: install
+	$(VENV)/bin/uvicorn karpathy_app:app --host $(HOST) --port $(PORT)
+
+test: install-test
+	$(VENV)/bin/ruff check src tests benchmarks karpathy_app.py
+	$(VENV)/bin/python -m pytest -q -rs
+
+eval: install
+	$(VENV)/bin/karpathy-gpt eval
+
+clean:
+	rm -rf $(VENV) .kgpt .pytest_cache

@@ -1,0 +1,28 @@
+"""Answer providers behind one interface, and the choice among them from the settings."""
+
+from __future__ import annotations
+
+from ..config import Settings
+from ..embedding import Embedder
+from .base import Answerer, AnswerError
+
+__all__ = ["Answerer", "AnswerError", "make_answerer"]
+
+
+def make_answerer(settings: Settings, embedder: Embedder) -> Answerer:
+    """``KGPT_ANSWERER`` if set, else OpenAI when ``OPENAI_API_KEY`` is set, else extractive."""
+    choice = (settings.answerer or ("openai" if settings.openai_api_key else "extractive")).lower()
+    if choice == "extractive":
+        from .extractive import ExtractiveAnswerer
+
+        return ExtractiveAnswerer(embedder)
+    if choice == "openai":
+        from .openai import OpenAIAnswerer
+
+        return OpenAIAnswerer(
+            model=settings.llm_model,
+            api_key=settings.openai_api_key,
+            base_url=settings.openai_base_url,
+            timeout=settings.llm_timeout,
+        )
+    raise ValueError(f"KGPT_ANSWERER={settings.answerer!r}: choose extractive or openai")

@@ -1,0 +1,28 @@
+"""The prompt generative answerers send: the original's "stuff" prompt, with numbered passages."""
+
+from __future__ import annotations
+
+from ..retrieval import Retrieval
+
+SYSTEM = (
+    "Use the following pieces of context to answer the question at the end. "
+    "If you don't know the answer, just say that you don't know, don't try to make up an answer. "
+    "The pieces are numbered; cite the ones you use as [1], [2], and so on."
+)
+
+
+def context_block(retrieval: Retrieval) -> str:
+    return "\n\n".join(
+        f"[{n}] ({hit.chunk.metadata.get('title', '')})\n{hit.chunk.text}"
+        for n, hit in enumerate(retrieval.hits, start=1)
+    )
+
+
+def chat_messages(retrieval: Retrieval) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": SYSTEM},
+        {
+            "role": "user",
+            "content": f"{context_block(retrieval)}\n\nQuestion: {retrieval.question}\nHelpful Answer:",
+        },
+    ]

@@ -1,0 +1,75 @@
+"""Builds the FastAPI app: the service started in the lifespan, CORS, routes, JSON errors."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from .. import __version__
+from ..config import Settings, get_settings
+from . import legacy
+from .service import Service, get_service
+
+log = logging.getLogger("karpathy_gpt")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        _configure_logging()
+        app.state.service = await run_in_threadpool(Service.start, settings)
+        try:
+            yield
+        finally:
+            await app.state.service.answerer.aclose()
+
+    app = FastAPI(
+        title="Karpathy-GPT",
+        version=__version__,
+        summary="Questions answered from Andrej Karpathy's Zero to Hero lectures, offline.",
+        lifespan=lifespan,
+    )
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["*"],
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": _plain(exc)})
+
+    @app.get("/", summary="Welcome")
+    async def welcome() -> dict:
+        return {"message": "Welcome to Karpathy GPT!"}
+
+    @app.get("/healthz", summary="Liveness and what is loaded")
+    async def healthz(service: Service = Depends(get_service)) -> dict:
+        return {"status": "ok", "chunks": service.chunks, "answerer": service.answerer.name}
+
+    app.include_router(legacy.router)
+    return app
+
+
+def _plain(exc: RequestValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in exc.errors()
+    )
+
+
+def _configure_logging() -> None:
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)

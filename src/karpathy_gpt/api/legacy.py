@@ -1,0 +1,110 @@
+"""The original karpathy-gpt-api contract: /karpathy-docs and /karpathy-stream as server-sent events.
+
+/karpathy-docs sends one event per retrieved passage, /karpathy-stream one event per answer
+token; both finish with ``event: end`` / ``data: DONE``. A failing answer provider ends the
+answer stream with ``event: error`` and a JSON message instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.concurrency import run_in_threadpool
+
+from ..answer import AnswerError
+from ..retrieval import Retrieval
+from ..store import Hit
+from .requests import Ask, read_ask
+from .service import Service, get_service
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+ASK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            content_type: {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "question": {"type": "string", "maxLength": 2000},
+                        "query": {"type": "string", "description": "alias of question"},
+                        "k": {"type": "integer", "minimum": 1, "maximum": 20, "default": 3},
+                        "format": {"type": "string", "enum": ["json", "text"]},
+                    },
+                }
+            }
+            for content_type in (
+                "multipart/form-data",
+                "application/x-www-form-urlencoded",
+                "application/json",
+            )
+        },
+    },
+    "responses": {"200": {"content": {"text/event-stream": {}}}},
+}
+
+END = ServerSentEvent(event="end", data="DONE")
+
+
+async def ask(request: Request, service: Service = Depends(get_service)) -> Ask:
+    settings = service.settings
+    return await read_ask(request, settings.default_k, settings.max_question_chars)
+
+
+def passage_json(hit: Hit, rank: int) -> str:
+    metadata = {**hit.chunk.metadata, "rank": rank}
+    return json.dumps({"data": {"pageContent": hit.chunk.text, "metadata": metadata}})
+
+
+def passage_text(hit: Hit) -> str:
+    """The original README's line: LangChain's Document printed."""
+    meta = hit.chunk.metadata
+    shown = {key: meta[key] for key in ("id", "link", "source", "title")}
+    return f"page_content={json.dumps(hit.chunk.text, ensure_ascii=False)} metadata={shown!r}"
+
+
+@router.post("/karpathy-docs", openapi_extra=ASK_BODY, summary="Retrieved passages as SSE")
+async def karpathy_docs(
+    body: Ask = Depends(ask), service: Service = Depends(get_service)
+) -> EventSourceResponse:
+    retrieval = await run_in_threadpool(service.retriever.search, body.question, body.k)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        for rank, hit in enumerate(retrieval.hits, start=1):
+            data = passage_text(hit) if body.format == "text" else passage_json(hit, rank)
+            yield ServerSentEvent(data=data)
+        yield END
+
+    return EventSourceResponse(events(), ping=15)
+
+
+@router.post("/karpathy-stream", openapi_extra=ASK_BODY, summary="The answer, token by token, as SSE")
+async def karpathy_stream(
+    body: Ask = Depends(ask), service: Service = Depends(get_service)
+) -> EventSourceResponse:
+    retrieval = await run_in_threadpool(service.retriever.search, body.question, body.k)
+    return EventSourceResponse(answer_events(service, retrieval), ping=15)
+
+
+async def answer_events(service: Service, retrieval: Retrieval) -> AsyncIterator[ServerSentEvent]:
+    try:
+        async for token in service.answerer.stream(retrieval):
+            yield ServerSentEvent(data=token)
+    except AnswerError as exc:
+        log.warning("answer provider failed: %s", exc)
+        yield ServerSentEvent(event="error", data=json.dumps({"message": str(exc)}))
+        return
+    except Exception:
+        log.exception("answering failed")
+        yield ServerSentEvent(
+            event="error",
+            data=json.dumps({"message": "internal error while answering; see the server log"}),
+        )
+        return
+    yield END

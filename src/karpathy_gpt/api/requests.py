@@ -1,0 +1,101 @@
+"""Reading a question from a request: form fields (``question`` or ``query``) or a JSON body.
+
+Every way a body can be wrong ends here as a 4xx with a JSON ``detail`` a person can act on.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from fastapi import HTTPException, Request
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class Ask(BaseModel):
+    question: str
+    k: int = Field(3, ge=1, le=20)
+    format: Literal["json", "text"] = "json"
+
+
+def _unprocessable(message: str) -> HTTPException:
+    return HTTPException(status_code=422, detail=message)
+
+
+async def _read_capped(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise HTTPException(413, detail=f"request body over {MAX_BODY_BYTES} bytes")
+    body = bytearray()
+    async for part in request.stream():
+        body.extend(part)
+        if len(body) > MAX_BODY_BYTES:
+            raise HTTPException(413, detail=f"request body over {MAX_BODY_BYTES} bytes")
+    # Starlette parses forms from the cached body, so the capped copy is the one parsed.
+    request._body = bytes(body)
+    return request._body
+
+
+async def read_ask(request: Request, default_k: int, max_chars: int) -> Ask:
+    """The validated question of a /karpathy-* request."""
+    body = await _read_capped(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    fields: dict[str, object]
+    if content_type == "application/json":
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _unprocessable(f"body is not valid UTF-8 JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise _unprocessable('JSON body must be an object like {"question": "..."}')
+        fields = data
+    elif content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        try:
+            form = await request.form()
+        except HTTPException:
+            raise
+        except Exception as exc:  # python-multipart's parse errors
+            raise HTTPException(400, detail=f"malformed form body: {exc}") from exc
+        fields = {}
+        for name in ("question", "query", "k", "format"):
+            value = form.get(name)
+            if isinstance(value, UploadFile):
+                raise _unprocessable(f"form field {name!r} must be text, not a file")
+            if value is not None:
+                fields[name] = value
+    elif not body:
+        fields = {}
+    else:
+        raise HTTPException(
+            415,
+            detail="send the question as form data (-F question=...) or JSON "
+            '({"question": "..."}), not ' + (content_type or "an untyped body"),
+        )
+
+    question = fields.get("question", fields.get("query"))
+    if question is None:
+        raise _unprocessable("missing question: send the form field 'question' (or 'query')")
+    if not isinstance(question, str):
+        raise _unprocessable("question must be a string")
+    if "\ufffd" in question:
+        raise _unprocessable("question is not valid UTF-8")
+    question = question.strip()
+    if not question:
+        raise _unprocessable("question is empty")
+    if len(question) > max_chars:
+        raise _unprocessable(f"question is {len(question)} characters; the limit is {max_chars}")
+
+    k = fields.get("k", default_k)
+    if isinstance(k, str):
+        if not k.strip().lstrip("-").isdigit():
+            raise _unprocessable("k must be a whole number from 1 to 20")
+        k = int(k)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 20:
+        raise _unprocessable("k must be a whole number from 1 to 20")
+    fmt = fields.get("format", "json")
+    if fmt not in ("json", "text"):
+        raise _unprocessable("format must be 'json' or 'text'")
+    return Ask(question=question, k=k, format=fmt)

@@ -1,0 +1,48 @@
+"""What a running server holds: settings, the retriever over the index, and the answerer."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from ..answer import Answerer, make_answerer
+from ..config import Settings
+from ..embedding import Embedder
+from ..indexing import open_index
+from ..retrieval import Retriever
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    settings: Settings
+    retriever: Retriever
+    answerer: Answerer
+    chunks: int
+
+    @classmethod
+    def start(cls, settings: Settings) -> Service:
+        started = time.perf_counter()
+        embedder = Embedder(threads=1)
+        store = open_index(settings, embedder)
+        service = cls(
+            settings=settings,
+            retriever=Retriever(store, embedder),
+            answerer=make_answerer(settings, embedder),
+            chunks=len(store),
+        )
+        log.info(
+            "ready in %.2fs: %d chunks, answerer %s",
+            time.perf_counter() - started,
+            service.chunks,
+            service.answerer.name,
+        )
+        return service
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service

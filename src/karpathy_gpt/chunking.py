@@ -1,0 +1,62 @@
+"""Lecture text -> chunks sized for the embedding model, split at sentence boundaries.
+
+all-MiniLM-L6-v2 reads at most 256 word pieces (~1,000 characters of transcript), so chunks are
+~800 characters with ~100 characters of whole-sentence overlap: nothing past the model's window
+is silently dropped, and a sentence cut by one boundary is whole in the neighbouring chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .corpus import Lecture
+from .text import sentence_spans
+
+
+@dataclass
+class Chunk:
+    text: str
+    metadata: dict = field(default_factory=dict)
+
+
+def chunk_spans(text: str, size: int, overlap: int) -> list[tuple[int, int]]:
+    """Character spans of chunks: whole sentences up to ``size``, the last ``overlap`` repeated."""
+    sentences = sentence_spans(text)
+    chunks: list[tuple[int, int]] = []
+    i = 0
+    while i < len(sentences):
+        j = i
+        while j + 1 < len(sentences) and sentences[j + 1][1] - sentences[i][0] <= size:
+            j += 1
+        chunks.append((sentences[i][0], sentences[j][1]))
+        if j + 1 >= len(sentences):
+            break
+        # Repeat trailing sentences until at least ``overlap`` characters are shared (at most
+        # half the chunk), so a thought cut at the boundary is whole in the next chunk.
+        nxt = j + 1
+        while (
+            nxt - 1 > i
+            and sentences[j][1] - sentences[nxt][0] < overlap
+            and sentences[j][1] - sentences[nxt - 1][0] <= size // 2
+        ):
+            nxt -= 1
+        i = nxt
+    return chunks
+
+
+def chunk_lecture(lecture: Lecture, size: int, overlap: int) -> list[Chunk]:
+    return [
+        Chunk(
+            text=lecture.text[start:end],
+            metadata={
+                "id": lecture.id,
+                "link": lecture.link,
+                "title": lecture.title,
+                "source": lecture.source,
+                "chunk": n,
+                "start_char": start,
+                "end_char": end,
+            },
+        )
+        for n, (start, end) in enumerate(chunk_spans(lecture.text, size, overlap))
+    ]

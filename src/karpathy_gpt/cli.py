@@ -1,0 +1,139 @@
+"""The ``karpathy-gpt`` command: ingest, serve, ask and eval. Thin: the work is in the modules."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .config import Settings, get_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+err = Console(stderr=True)
+
+
+def _settings(corpus: Path | None) -> Settings:
+    settings = get_settings()
+    if corpus is not None:
+        settings = settings.model_copy(update={"corpus_dir": corpus})
+    return settings
+
+
+CorpusOption = Annotated[
+    Path | None,
+    typer.Option("--corpus", help="Lecture folder with videos.json (default: KGPT_CORPUS_DIR)."),
+]
+
+
+@app.command()
+def ingest(
+    corpus: Annotated[Path | None, typer.Argument(help="Lecture folder (default: KGPT_CORPUS_DIR).")] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even if an index for this corpus exists.")] = False,
+) -> None:
+    """Build the index for a lecture folder (skipped when it is already up to date)."""
+    from .corpus import CorpusError
+    from .embedding import Embedder
+    from .indexing import index_path, open_index
+
+    settings = _settings(corpus)
+    started = time.perf_counter()
+    try:
+        store = open_index(settings, Embedder(), force=force, console=err)
+    except CorpusError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(
+        f"index ready: {len(store)} chunks at {index_path(settings)} "
+        f"({time.perf_counter() - started:.1f}s)"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Serve the API (builds the index first if it is missing)."""
+    import uvicorn
+
+    uvicorn.run("karpathy_app:app", host=host, port=port, workers=workers)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="What to ask.")],
+    k: Annotated[int, typer.Option(min=1, max=20, help="Passages to retrieve.")] = 3,
+    corpus: CorpusOption = None,
+) -> None:
+    """Answer one question in the terminal: the streamed answer, then its sources."""
+    from .answer import AnswerError
+    from .api.service import Service
+
+    logging.disable(logging.INFO)
+    service = Service.start(_settings(corpus))
+    retrieval = service.retriever.search(question, k)
+
+    async def run() -> None:
+        async for token in service.answerer.stream(retrieval):
+            console.print(token, end="", soft_wrap=True, highlight=False, markup=False)
+        await service.answerer.aclose()
+
+    try:
+        asyncio.run(run())
+    except AnswerError as exc:
+        err.print(f"\n[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    console.print("\n\n[bold]Sources[/]")
+    for n, hit in enumerate(retrieval.hits, start=1):
+        meta = hit.chunk.metadata
+        console.print(f"[{n}] {meta['title']} ({meta['id']}) {meta['link']}", highlight=False, markup=False)
+
+
+@app.command("eval")
+def evaluate_cmd(
+    questions: Annotated[Path | None, typer.Option(help="Labelled questions (JSON lines).")] = None,
+    corpus: CorpusOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Retrieval quality on labelled questions: hit@1, hit@3, MRR@10."""
+    from .embedding import Embedder
+    from .evaluation import DEFAULT_QUESTIONS, evaluate, load_questions
+    from .indexing import open_index
+    from .retrieval import Retriever
+
+    settings = _settings(corpus)
+    labelled = load_questions(questions or DEFAULT_QUESTIONS)
+    embedder = Embedder()
+    scores = evaluate(Retriever(open_index(settings, embedder, console=err), embedder), labelled)
+    if as_json:
+        console.print_json(
+            json.dumps(
+                {
+                    "questions": scores.total,
+                    "hit@1": scores.hit_at_1,
+                    "hit@3": scores.hit_at_3,
+                    "mrr@10": round(scores.mrr_at_10, 4),
+                    "ranks": scores.ranks,
+                }
+            )
+        )
+        return
+    for q, rank in zip(labelled, scores.ranks, strict=True):
+        mark = "[green]✓[/]" if rank and rank <= 3 else "[red]✗[/]"
+        console.print(f"{mark} rank {rank or '-':>2}  {q.question}")
+    console.print(
+        f"\nhit@1 {scores.hit_at_1}/{scores.total}   hit@3 {scores.hit_at_3}/{scores.total}   "
+        f"MRR@10 {scores.mrr_at_10:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,103 @@
+"""Corpus -> chunks -> embedded index, built once and reused while corpus and settings are unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .chunking import chunk_lecture
+from .config import Settings
+from .corpus import corpus_fingerprint, load_corpus
+from .embedding import MODEL_NAME, Embedder
+from .store.local import FORMAT_VERSION, IndexUnusable, LocalStore
+from .text import GLOSSARY_VERSION, SPLITTER_VERSION, normalise
+
+log = logging.getLogger(__name__)
+
+
+def index_key(fingerprint: str, settings: Settings) -> str:
+    shape = {
+        "corpus": fingerprint,
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "model": MODEL_NAME,
+        "glossary": GLOSSARY_VERSION,
+        "splitter": SPLITTER_VERSION,
+        "format": FORMAT_VERSION,
+    }
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def open_index(
+    settings: Settings,
+    embedder: Embedder,
+    *,
+    force: bool = False,
+    console: Console | None = None,
+) -> LocalStore:
+    """Load the index for the current corpus and settings, building it first if needed."""
+    console = console or Console(stderr=True)
+    corpus_dir = settings.resolved_corpus_dir()
+    lectures = load_corpus(corpus_dir)
+    key = index_key(corpus_fingerprint(lectures), settings)
+    path = settings.index_dir / key
+
+    if not force and path.exists():
+        started = time.perf_counter()
+        try:
+            store = LocalStore.load(path)
+        except IndexUnusable as exc:
+            log.warning("%s; rebuilding it", exc)
+            console.print(f"[yellow]index unusable ({exc}); rebuilding[/]")
+        else:
+            log.info("loaded index %s (%d chunks) in %.3fs", key, len(store), time.perf_counter() - started)
+            return store
+
+    chunks = [
+        c
+        for lecture in lectures
+        for c in chunk_lecture(lecture, settings.chunk_size, settings.chunk_overlap)
+    ]
+    searchable = [normalise(c.text) for c in chunks]
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]indexing {task.fields[corpus]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("embed", total=len(chunks), corpus=corpus_dir.name)
+        with embedder.threads(os.cpu_count() or 1):
+            store = LocalStore.build(
+                chunks,
+                searchable,
+                lambda texts, cb: embedder.embed(texts, progress=cb),
+                progress=lambda n: progress.advance(task, n),
+            )
+    meta = {
+        "key": key,
+        "corpus_dir": str(corpus_dir),
+        "lectures": [lecture.id for lecture in lectures],
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "model": MODEL_NAME,
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    store.save(settings.index_dir, key, meta)
+    log.info("built index %s: %d chunks from %d lectures in %.1fs", key, len(store), len(lectures), time.perf_counter() - started)
+    return store
+
+
+def index_path(settings: Settings) -> Path:
+    lectures = load_corpus(settings.resolved_corpus_dir())
+    return settings.index_dir / index_key(corpus_fingerprint(lectures), settings)

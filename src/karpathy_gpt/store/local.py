@@ -1,0 +1,187 @@
+"""The embedded index: chunk vectors and a BM25 index in one folder on disk, swapped atomically.
+
+Layout under ``index_dir``::
+
+    <key>/                 one complete index; <key> hashes the corpus and every setting that
+      chunks.json          shapes it, so a changed corpus or setting gets a new folder
+      embeddings.npy
+      bm25/
+      meta.json            written last: a folder without it is incomplete and ignored
+    .tmp-<key>-<pid>/      an index being written; renamed to <key> only when complete
+
+A crash mid-write leaves at most a ``.tmp-*`` folder behind (cleaned by the next build); the
+previous index folders are untouched until a new one is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import bm25s
+import numpy as np
+
+from ..chunking import Chunk
+from ..lexical import tokenize
+from .base import Hit, reciprocal_rank_fusion
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = "1"
+CANDIDATES = 50  # per ranking, before fusion
+KEEP_INDEXES = 2
+
+
+class IndexUnusable(Exception):
+    """An index folder is missing, incomplete or unreadable."""
+
+
+class LocalStore:
+    def __init__(self, chunks: list[Chunk], embeddings: np.ndarray, bm25: bm25s.BM25):
+        self.chunks = chunks
+        self.embeddings = embeddings
+        self.bm25 = bm25
+        self._vocab = bm25.vocab_dict
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    # -- search -------------------------------------------------------------------------------
+
+    def dense_ranking(self, vector: np.ndarray, n: int) -> tuple[list[int], np.ndarray]:
+        similarities = self.embeddings @ vector
+        n = min(n, len(similarities))
+        top = np.argpartition(-similarities, n - 1)[:n]
+        return top[np.argsort(-similarities[top])].tolist(), similarities
+
+    def lexical_ranking(self, query: str, n: int) -> list[int]:
+        tokens = [t for t in tokenize([query])[0] if t in self._vocab]
+        if not tokens:
+            return []
+        scores = self.bm25.get_scores(tokens)
+        n = min(n, len(scores))
+        top = np.argpartition(-scores, n - 1)[:n]
+        return [int(i) for i in top[np.argsort(-scores[top])] if scores[i] > 0]
+
+    def search(self, query: str, vector: np.ndarray, k: int) -> list[Hit]:
+        dense, similarities = self.dense_ranking(vector, CANDIDATES)
+        lexical = self.lexical_ranking(query, CANDIDATES)
+        fused = reciprocal_rank_fusion([dense, lexical])
+        best = sorted(fused, key=lambda i: (-fused[i], -similarities[i]))[:k]
+        dense_rank = {i: r for r, i in enumerate(dense, start=1)}
+        lexical_rank = {i: r for r, i in enumerate(lexical, start=1)}
+        return [
+            Hit(
+                chunk=self.chunks[i],
+                score=fused[i],
+                similarity=float(similarities[i]),
+                dense_rank=dense_rank.get(i),
+                lexical_rank=lexical_rank.get(i),
+            )
+            for i in best
+        ]
+
+    # -- building and persistence -------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        chunks: list[Chunk],
+        searchable: list[str],
+        embed: Callable[[list[str], Callable[[int], None] | None], np.ndarray],
+        progress: Callable[[int], None] | None = None,
+    ) -> LocalStore:
+        """Embed and BM25-index ``searchable`` (the normalised text of each chunk)."""
+        embeddings = embed(searchable, progress)
+        bm25 = bm25s.BM25()
+        bm25.index(tokenize(searchable), show_progress=False)
+        return cls(chunks, embeddings, bm25)
+
+    def save(self, index_dir: Path, key: str, meta: dict) -> Path:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        final = index_dir / key
+        tmp = index_dir / f".tmp-{key}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        _write_json(tmp / "chunks.json", [{"text": c.text, "metadata": c.metadata} for c in self.chunks])
+        with open(tmp / "embeddings.npy", "wb") as f:
+            np.save(f, self.embeddings)
+            f.flush()
+            os.fsync(f.fileno())
+        self.bm25.save(str(tmp / "bm25"), show_progress=False)
+        _write_json(tmp / "meta.json", {**meta, "format": FORMAT_VERSION, "chunks": len(self)})
+        _fsync_dir(tmp)
+        if final.exists():
+            # Same key means same content: a finished concurrent build already put it there.
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.rename(tmp, final)
+            _fsync_dir(index_dir)
+        _prune(index_dir, keep=final)
+        return final
+
+    @classmethod
+    def load(cls, path: Path) -> LocalStore:
+        if not (path / "meta.json").is_file():
+            raise IndexUnusable(f"{path}: incomplete index (no meta.json)")
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+            if meta.get("format") != FORMAT_VERSION:
+                raise IndexUnusable(f"{path}: index format {meta.get('format')!r}, expected {FORMAT_VERSION}")
+            raw = json.loads((path / "chunks.json").read_text())
+            chunks = [Chunk(text=c["text"], metadata=c["metadata"]) for c in raw]
+            embeddings = np.load(path / "embeddings.npy", mmap_mode="r")
+            bm25 = bm25s.BM25.load(str(path / "bm25"), mmap=True, show_progress=False)
+        except IndexUnusable:
+            raise
+        except Exception as exc:  # any damage to the files: the caller rebuilds
+            raise IndexUnusable(f"{path}: unreadable index ({type(exc).__name__}: {exc})") from exc
+        if embeddings.shape[0] != len(chunks) or meta.get("chunks") != len(chunks):
+            raise IndexUnusable(f"{path}: chunks and embeddings disagree; the index is damaged")
+        return cls(chunks, np.asarray(embeddings), bm25)
+
+
+def _write_json(path: Path, data) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _prune(index_dir: Path, keep: Path) -> None:
+    """Drop stale temp folders and all but the newest few complete indexes."""
+    now = time.time()
+    for tmp in index_dir.glob(".tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not _pid_alive(pid) or now - tmp.stat().st_mtime > 24 * 3600:
+            shutil.rmtree(tmp, ignore_errors=True)
+    complete = sorted(
+        (p for p in index_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    for old in [p for p in complete if p != keep][KEEP_INDEXES - 1 :]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _pid_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
