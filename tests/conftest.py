@@ -1,0 +1,111 @@
+"""Shared fixtures: a real uvicorn server on 127.0.0.1 with the real model and the real corpus."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+CORPUS = SHARED / "corpus" / "karpathy"
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KGPT_", "OPENAI_"))}
+    env.update(HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+class Server:
+    def __init__(self, env: dict[str, str], log_path: Path, args: list[str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        cmd = args or [str(VENV_BIN / "uvicorn"), "karpathy_app:app"]
+        self.proc = subprocess.Popen(
+            [*cmd, "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=REPO,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 300) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return time.monotonic() - started
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"server not ready in {timeout}s: {self.log_path.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    path = REPO / "test-output"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def index_dir(tmp_path_factory) -> Path:
+    """One index of the real corpus, built by the first server and reused by the rest."""
+    return tmp_path_factory.mktemp("index")
+
+
+@pytest.fixture(scope="session")
+def server(index_dir: Path, output_dir: Path) -> Iterator[Server]:
+    if not (CORPUS / "videos.json").is_file():
+        pytest.fail(f"the corpus is missing: expected {CORPUS} (../shared beside the repo)")
+    srv = Server(base_env(KGPT_INDEX_DIR=str(index_dir)), output_dir / "server.log")
+    srv.startup_seconds = srv.wait_ready()
+    yield srv
+    srv.stop()
+
+
+def sse_events(response: httpx.Response) -> list[tuple[str, str]]:
+    """(event, data) pairs of a finished SSE response, parsed by httpx-sse."""
+    from httpx_sse import EventSource
+
+    return [(e.event, e.data) for e in EventSource(response).iter_sse()]
+
+
+def post_sse(url: str, **kwargs) -> tuple[httpx.Response, list[tuple[str, str]]]:
+    with httpx.Client(timeout=30) as client, client.stream("POST", url, **kwargs) as response:
+        if response.status_code != 200:
+            response.read()
+            return response, []
+        return response, sse_events(response)
+
+
+def passages(events: list[tuple[str, str]]) -> list[dict]:
+    return [json.loads(data)["data"] for event, data in events if event == "message"]
