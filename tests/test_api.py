@@ -18,7 +18,9 @@ def test_welcome_and_health(server):
 
 
 def test_docs_streams_passages_as_the_original_front_end_reads_them(server):
-    response, events = post_sse(server.url + "/karpathy-docs", data={"question": "What is makemore"})
+    response, events = post_sse(
+        server.url + "/karpathy-docs", data={"question": "What is makemore"}
+    )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     docs = passages(events)
@@ -34,7 +36,9 @@ def test_docs_streams_passages_as_the_original_front_end_reads_them(server):
 
 
 def test_query_field_and_question_field_give_the_same_passages(server):
-    _, by_question = post_sse(server.url + "/karpathy-docs", files={"question": (None, "What is a bigram?")})
+    _, by_question = post_sse(
+        server.url + "/karpathy-docs", files={"question": (None, "What is a bigram?")}
+    )
     _, by_query = post_sse(server.url + "/karpathy-docs", data={"query": "What is a bigram?"})
     assert passages(by_question) == passages(by_query)
     assert len(passages(by_query)) == 3
@@ -61,7 +65,9 @@ def test_text_format_is_the_original_readme_line(server):
 
 
 def test_stream_sends_tokens_with_their_spaces_then_end(server):
-    response, events = post_sse(server.url + "/karpathy-stream", data={"question": "What is makemore"})
+    response, events = post_sse(
+        server.url + "/karpathy-stream", data={"question": "What is makemore"}
+    )
     assert response.status_code == 200
     assert events[-1] == ("end", "DONE")
     tokens = [data for event, data in events[:-1]]
@@ -137,14 +143,20 @@ BAD_REQUESTS = [
         },
         None,
     ),
-    ("wrong content type", {"content": b"question=hi", "headers": {"content-type": "text/csv"}}, 415),
+    (
+        "wrong content type",
+        {"content": b"question=hi", "headers": {"content-type": "text/csv"}},
+        415,
+    ),
     ("huge body", {"data": {"question": "x" * 200_000}}, 413),
     ("no body", {}, 422),
 ]
 
 
 @pytest.mark.parametrize("endpoint", ["/karpathy-docs", "/karpathy-stream"])
-@pytest.mark.parametrize(("name", "request_kwargs", "status"), BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
+@pytest.mark.parametrize(
+    ("name", "request_kwargs", "status"), BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS]
+)
 def test_bad_input_is_a_fast_4xx_with_json_detail(server, endpoint, name, request_kwargs, status):
     started = time.monotonic()
     response = httpx.post(server.url + endpoint, timeout=5, **request_kwargs)

@@ -7,7 +7,9 @@ from httpx_sse._decoders import SSEDecoder
 from sse_starlette import ServerSentEvent
 
 
-@pytest.mark.parametrize("token", ["M", " ak", "\n", "line one\nline two", " two  spaces", "a\r\nb"])
+@pytest.mark.parametrize(
+    "token", ["M", " ak", "\n", "line one\nline two", " two  spaces", "a\r\nb"]
+)
 def test_a_token_survives_sse_framing(token):
     wire = ServerSentEvent(data=token).encode().decode()
     decoder = SSEDecoder()

@@ -34,8 +34,12 @@ CorpusOption = Annotated[
 
 @app.command()
 def ingest(
-    corpus: Annotated[Path | None, typer.Argument(help="Lecture folder (default: KGPT_CORPUS_DIR).")] = None,
-    force: Annotated[bool, typer.Option(help="Rebuild even if an index for this corpus exists.")] = False,
+    corpus: Annotated[
+        Path | None, typer.Argument(help="Lecture folder (default: KGPT_CORPUS_DIR).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Rebuild even if an index for this corpus exists.")
+    ] = False,
 ) -> None:
     """Build the index for a lecture folder (skipped when it is already up to date)."""
     from .corpus import CorpusError
@@ -94,7 +98,9 @@ def ask(
     console.print("\n\n[bold]Sources[/]")
     for n, hit in enumerate(retrieval.hits, start=1):
         meta = hit.chunk.metadata
-        console.print(f"[{n}] {meta['title']} ({meta['id']}) {meta['link']}", highlight=False, markup=False)
+        console.print(
+            f"[{n}] {meta['title']} ({meta['id']}) {meta['link']}", highlight=False, markup=False
+        )
 
 
 @app.command("eval")

@@ -1,4 +1,4 @@
-"""Corpus -> chunks -> embedded index, built once and reused while corpus and settings are unchanged."""
+"""Corpus -> chunks -> embedded index, built once, reused while corpus and settings stay."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -16,7 +18,7 @@ from .chunking import chunk_lecture
 from .config import Settings
 from .corpus import corpus_fingerprint, load_corpus
 from .embedding import MODEL_NAME, Embedder
-from .store.local import FORMAT_VERSION, IndexUnusable, LocalStore
+from .store.local import FORMAT_VERSION, IndexUnusable, LocalStore, set_aside
 from .text import GLOSSARY_VERSION, SPLITTER_VERSION, normalise
 
 log = logging.getLogger(__name__)
@@ -56,8 +58,14 @@ def open_index(
         except IndexUnusable as exc:
             log.warning("%s; rebuilding it", exc)
             console.print(f"[yellow]index unusable ({exc}); rebuilding[/]")
+            set_aside(path)
         else:
-            log.info("loaded index %s (%d chunks) in %.3fs", key, len(store), time.perf_counter() - started)
+            log.info(
+                "loaded index %s (%d chunks) in %.3fs",
+                key,
+                len(store),
+                time.perf_counter() - started,
+            )
             return store
 
     chunks = [
@@ -67,22 +75,13 @@ def open_index(
     ]
     searchable = [normalise(c.text) for c in chunks]
     started = time.perf_counter()
-    with Progress(
-        TextColumn("[bold]indexing {task.fields[corpus]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("chunks"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        task = progress.add_task("embed", total=len(chunks), corpus=corpus_dir.name)
+    with _progress(console, len(chunks), corpus_dir.name) as advance:
         with embedder.threads(os.cpu_count() or 1):
             store = LocalStore.build(
                 chunks,
                 searchable,
                 lambda texts, cb: embedder.embed(texts, progress=cb),
-                progress=lambda n: progress.advance(task, n),
+                progress=advance,
             )
     meta = {
         "key": key,
@@ -93,9 +92,45 @@ def open_index(
         "model": MODEL_NAME,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    store.save(settings.index_dir, key, meta)
-    log.info("built index %s: %d chunks from %d lectures in %.1fs", key, len(store), len(lectures), time.perf_counter() - started)
+    store.save(settings.index_dir, key, meta, replace=force)
+    log.info(
+        "built index %s: %d chunks from %d lectures in %.1fs",
+        key,
+        len(store),
+        len(lectures),
+        time.perf_counter() - started,
+    )
     return store
+
+
+@contextmanager
+def _progress(console: Console, total: int, name: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal; elsewhere (logs, CI) a plain line every tenth of the way."""
+    if console.is_terminal:
+        with Progress(
+            TextColumn(f"[bold]indexing {name}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("chunks"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("embed", total=total)
+            yield lambda n: progress.advance(task, n)
+        return
+    done = 0
+    shown = -1
+    console.print(f"indexing {name}: embedding {total} chunks")
+
+    def advance(n: int) -> None:
+        nonlocal done, shown
+        done += n
+        tenth = done * 10 // max(total, 1)
+        if tenth > shown:
+            shown = tenth
+            console.print(f"indexing {name}: {done}/{total} chunks embedded")
+
+    yield advance
 
 
 def index_path(settings: Settings) -> Path:

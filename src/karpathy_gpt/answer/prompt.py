@@ -19,10 +19,8 @@ def context_block(retrieval: Retrieval) -> str:
 
 
 def chat_messages(retrieval: Retrieval) -> list[dict[str, str]]:
+    question = f"Question: {retrieval.question}\nHelpful Answer:"
     return [
         {"role": "system", "content": SYSTEM},
-        {
-            "role": "user",
-            "content": f"{context_block(retrieval)}\n\nQuestion: {retrieval.question}\nHelpful Answer:",
-        },
+        {"role": "user", "content": f"{context_block(retrieval)}\n\n{question}"},
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"message": "Welcome to Karpathy GPT!"}
 
     @app.get("/healthz", summary="Liveness and what is loaded")
-    async def healthz(service: Service = Depends(get_service)) -> dict:
+    async def healthz(service: Annotated[Service, Depends(get_service)]) -> dict:
         return {"status": "ok", "chunks": service.chunks, "answerer": service.answerer.name}
 
     app.include_router(legacy.router)

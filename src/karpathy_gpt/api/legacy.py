@@ -1,4 +1,4 @@
-"""The original karpathy-gpt-api contract: /karpathy-docs and /karpathy-stream as server-sent events.
+"""The original karpathy-gpt-api contract: /karpathy-docs and /karpathy-stream as SSE.
 
 /karpathy-docs sends one event per retrieved passage, /karpathy-stream one event per answer
 token; both finish with ``event: end`` / ``data: DONE``. A failing answer provider ends the
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -50,11 +51,15 @@ ASK_BODY = {
 }
 
 END = ServerSentEvent(event="end", data="DONE")
+ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-async def ask(request: Request, service: Service = Depends(get_service)) -> Ask:
+async def ask(request: Request, service: ServiceDep) -> Ask:
     settings = service.settings
     return await read_ask(request, settings.default_k, settings.max_question_chars)
+
+
+AskDep = Annotated[Ask, Depends(ask)]
 
 
 def passage_json(hit: Hit, rank: int) -> str:
@@ -70,9 +75,7 @@ def passage_text(hit: Hit) -> str:
 
 
 @router.post("/karpathy-docs", openapi_extra=ASK_BODY, summary="Retrieved passages as SSE")
-async def karpathy_docs(
-    body: Ask = Depends(ask), service: Service = Depends(get_service)
-) -> EventSourceResponse:
+async def karpathy_docs(body: AskDep, service: ServiceDep) -> EventSourceResponse:
     retrieval = await run_in_threadpool(service.retriever.search, body.question, body.k)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
@@ -84,10 +87,8 @@ async def karpathy_docs(
     return EventSourceResponse(events(), ping=15)
 
 
-@router.post("/karpathy-stream", openapi_extra=ASK_BODY, summary="The answer, token by token, as SSE")
-async def karpathy_stream(
-    body: Ask = Depends(ask), service: Service = Depends(get_service)
-) -> EventSourceResponse:
+@router.post("/karpathy-stream", openapi_extra=ASK_BODY, summary="The answer as SSE tokens")
+async def karpathy_stream(body: AskDep, service: ServiceDep) -> EventSourceResponse:
     retrieval = await run_in_threadpool(service.retriever.search, body.question, body.k)
     return EventSourceResponse(answer_events(service, retrieval), ping=15)
 

@@ -102,13 +102,20 @@ class LocalStore:
         bm25.index(tokenize(searchable), show_progress=False)
         return cls(chunks, embeddings, bm25)
 
-    def save(self, index_dir: Path, key: str, meta: dict) -> Path:
+    def save(self, index_dir: Path, key: str, meta: dict, replace: bool = False) -> Path:
+        """Write the index under ``index_dir/key`` atomically.
+
+        An existing complete index with the same key holds the same content and is kept, unless
+        ``replace`` (a forced rebuild) swaps the new one in.
+        """
         index_dir.mkdir(parents=True, exist_ok=True)
         final = index_dir / key
         tmp = index_dir / f".tmp-{key}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        _write_json(tmp / "chunks.json", [{"text": c.text, "metadata": c.metadata} for c in self.chunks])
+        _write_json(
+            tmp / "chunks.json", [{"text": c.text, "metadata": c.metadata} for c in self.chunks]
+        )
         with open(tmp / "embeddings.npy", "wb") as f:
             np.save(f, self.embeddings)
             f.flush()
@@ -116,10 +123,11 @@ class LocalStore:
         self.bm25.save(str(tmp / "bm25"), show_progress=False)
         _write_json(tmp / "meta.json", {**meta, "format": FORMAT_VERSION, "chunks": len(self)})
         _fsync_dir(tmp)
-        if final.exists():
-            # Same key means same content: a finished concurrent build already put it there.
+        if final.exists() and not replace:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
+            if final.exists():
+                set_aside(final)
             os.rename(tmp, final)
             _fsync_dir(index_dir)
         _prune(index_dir, keep=final)
@@ -132,7 +140,9 @@ class LocalStore:
         try:
             meta = json.loads((path / "meta.json").read_text())
             if meta.get("format") != FORMAT_VERSION:
-                raise IndexUnusable(f"{path}: index format {meta.get('format')!r}, expected {FORMAT_VERSION}")
+                raise IndexUnusable(
+                    f"{path}: index format {meta.get('format')!r}, expected {FORMAT_VERSION}"
+                )
             raw = json.loads((path / "chunks.json").read_text())
             chunks = [Chunk(text=c["text"], metadata=c["metadata"]) for c in raw]
             embeddings = np.load(path / "embeddings.npy", mmap_mode="r")
@@ -144,6 +154,11 @@ class LocalStore:
         if embeddings.shape[0] != len(chunks) or meta.get("chunks") != len(chunks):
             raise IndexUnusable(f"{path}: chunks and embeddings disagree; the index is damaged")
         return cls(chunks, np.asarray(embeddings), bm25)
+
+
+def set_aside(path: Path) -> None:
+    """Move an index folder out of the way (pruned later) so its key can be written anew."""
+    os.rename(path, path.parent / f".old-{path.name}-{os.getpid()}-{time.time_ns()}")
 
 
 def _write_json(path: Path, data) -> None:
@@ -168,6 +183,8 @@ def _prune(index_dir: Path, keep: Path) -> None:
         pid = tmp.name.rsplit("-", 1)[-1]
         if not _pid_alive(pid) or now - tmp.stat().st_mtime > 24 * 3600:
             shutil.rmtree(tmp, ignore_errors=True)
+    for old in index_dir.glob(".old-*"):
+        shutil.rmtree(old, ignore_errors=True)
     complete = sorted(
         (p for p in index_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
         key=lambda p: p.stat().st_mtime,

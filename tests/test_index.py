@@ -1,0 +1,144 @@
+"""The index cache: warm loads, re-index on change, atomic writes, recovery from damage."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import CORPUS, VENV_BIN, base_env
+
+from karpathy_gpt.config import Settings
+from karpathy_gpt.embedding import Embedder
+from karpathy_gpt.indexing import index_path, open_index
+from karpathy_gpt.store.local import LocalStore
+
+SENTENCES = [
+    "Backpropagation computes the gradient of the loss with respect to every weight.",
+    "The learning rate sets how far each step of gradient descent moves the parameters.",
+    "A bigram model predicts the next character from the previous character only.",
+    "Self-attention lets every token look at the tokens that came before it.",
+    "Layer normalization keeps the activations of each example well scaled.",
+]
+
+
+def write_corpus(folder: Path, lectures: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = []
+    for n, (name, text) in enumerate(lectures.items(), start=1):
+        (folder / f"{name}.txt").write_text(text)
+        manifest.append(
+            {
+                "id": f"{n:02d}",
+                "title": name,
+                "link": f"https://youtu.be/v{n}",
+                "transcript": f"{name}.txt",
+            }
+        )
+    (folder / "videos.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder()
+
+
+@pytest.fixture
+def small(tmp_path) -> Settings:
+    corpus = write_corpus(
+        tmp_path / "corpus",
+        {"grad": " ".join(SENTENCES[:3] * 4), "attn": " ".join(SENTENCES[2:] * 4)},
+    )
+    return Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
+
+
+def test_second_open_loads_without_rebuilding(small, embedder):
+    first = open_index(small, embedder)
+    built = index_path(small)
+    mtime = (built / "meta.json").stat().st_mtime_ns
+    started = time.perf_counter()
+    second = open_index(small, embedder)
+    assert time.perf_counter() - started < 0.5
+    assert (built / "meta.json").stat().st_mtime_ns == mtime
+    assert [c.text for c in second.chunks] == [c.text for c in first.chunks]
+    assert second.embeddings.shape == (len(first.chunks), 384)
+
+
+def test_changed_corpus_is_reindexed(small, embedder):
+    open_index(small, embedder)
+    before = index_path(small)
+    (small.corpus_dir / "grad.txt").write_text(" ".join(SENTENCES[3:] * 3))
+    store = open_index(small, embedder)
+    after = index_path(small)
+    assert after != before and (after / "meta.json").is_file()
+    assert all("Backpropagation" not in c.text for c in store.chunks if c.metadata["id"] == "01")
+
+
+def test_changed_settings_are_reindexed(small, embedder):
+    open_index(small, embedder)
+    smaller = small.model_copy(update={"chunk_size": 200, "chunk_overlap": 50})
+    assert index_path(smaller) != index_path(small)
+    store = open_index(smaller, embedder)
+    assert max(len(c.text) for c in store.chunks) <= 200
+
+
+def test_a_crash_while_saving_leaves_the_old_index(small, embedder, monkeypatch):
+    open_index(small, embedder)
+    old = index_path(small)
+    (small.corpus_dir / "attn.txt").write_text(" ".join(SENTENCES[:2] * 5))
+    new = index_path(small)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk pulled out mid-write")
+
+    monkeypatch.setattr("bm25s.BM25.save", crash)
+    with pytest.raises(OSError):
+        open_index(small, embedder)
+    assert not new.exists(), "a half-written index must never sit under its final name"
+    assert LocalStore.load(old).chunks
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_a_damaged_index_is_rebuilt_not_a_crash(small, embedder, damage, caplog):
+    store = open_index(small, embedder)
+    path = index_path(small)
+    if damage == "truncate":
+        (path / "embeddings.npy").write_bytes(b"\x93NUMPY")
+    else:
+        shutil.rmtree(path / "bm25")
+    rebuilt = open_index(small, embedder)
+    assert len(rebuilt) == len(store)
+    assert LocalStore.load(path).embeddings.shape == store.embeddings.shape
+    assert "rebuilding" in caplog.text
+
+
+def test_kill_9_during_ingest_leaves_the_previous_index_in_use(server, index_dir):
+    """A forced re-ingest of the real corpus killed mid-way; the server's index is untouched."""
+    settings = Settings(corpus_dir=CORPUS, index_dir=index_dir)
+    path = index_path(settings)
+    meta_before = (path / "meta.json").read_bytes()
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "karpathy-gpt"), "ingest", "--force"],
+        env=base_env(KGPT_INDEX_DIR=str(index_dir), COLUMNS="200"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    output = b""
+    deadline = time.monotonic() + 120
+    while b"chunks embedded" not in output and time.monotonic() < deadline:
+        output += os.read(proc.stdout.fileno(), 4096)
+    assert b"chunks embedded" in output, output[-2000:]
+    proc.send_signal(signal.SIGKILL)  # a tenth of the way through embedding
+    assert b"index ready" not in output
+    proc.wait(10)
+    assert (path / "meta.json").read_bytes() == meta_before
+    started = time.perf_counter()
+    store = open_index(settings, Embedder())
+    assert time.perf_counter() - started < 1.0, "the old index should load, not be rebuilt"
+    assert len(store) > 500
