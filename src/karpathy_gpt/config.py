@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     )
     llm_model: str = "gpt-4o-mini"
     llm_timeout: float = Field(60.0, gt=0)
+    llm_max_tokens: int = Field(512, ge=1)
 
     def resolved_corpus_dir(self) -> Path:
         return self.corpus_dir.expanduser().resolve()

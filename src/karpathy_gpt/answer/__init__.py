@@ -24,5 +24,6 @@ def make_answerer(settings: Settings, embedder: Embedder) -> Answerer:
             api_key=settings.openai_api_key,
             base_url=settings.openai_base_url,
             timeout=settings.llm_timeout,
+            max_tokens=settings.llm_max_tokens,
         )
     raise ValueError(f"KGPT_ANSWERER={settings.answerer!r}: choose extractive or openai")

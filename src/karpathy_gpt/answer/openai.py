@@ -18,9 +18,11 @@ class OpenAIAnswerer(Answerer):
         api_key: str | None,
         base_url: str | None = None,
         timeout: float = 60.0,
+        max_tokens: int = 512,
         max_retries: int = 2,
     ):
         self.name = model
+        self.max_tokens = max_tokens
         self.base_url = base_url or "https://api.openai.com/v1"
         self.client = openai.AsyncOpenAI(
             api_key=api_key or "not-needed",
@@ -32,7 +34,11 @@ class OpenAIAnswerer(Answerer):
     async def stream(self, retrieval: Retrieval) -> AsyncIterator[str]:
         try:
             response = await self.client.chat.completions.create(
-                model=self.name, messages=chat_messages(retrieval), temperature=0, stream=True
+                model=self.name,
+                messages=chat_messages(retrieval),
+                temperature=0,
+                max_tokens=self.max_tokens,
+                stream=True,
             )
             async with response:
                 async for chunk in response:
