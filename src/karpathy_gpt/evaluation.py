@@ -11,10 +11,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import REPO_ROOT
 from .retrieval import Retriever
 from .store import Hit
 
-DEFAULT_QUESTIONS = Path(__file__).resolve().parents[3] / "shared" / "eval" / "questions.jsonl"
+DEFAULT_QUESTIONS = REPO_ROOT.parent / "shared" / "eval" / "questions.jsonl"
 
 
 @dataclass
