@@ -29,7 +29,7 @@ serve: install
 	$(VENV)/bin/uvicorn karpathy_app:app --host $(HOST) --port $(PORT)
 
 test: install-test
-	$(VENV)/bin/ruff check src tests karpathy_app.py
+	$(VENV)/bin/ruff check src tests benchmarks karpathy_app.py
 	$(VENV)/bin/python -m pytest -q -rs
 
 eval: install

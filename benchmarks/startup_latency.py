@@ -1,0 +1,97 @@
+"""Cold start, warm start, /karpathy-docs latency and extractive time-to-first-token.
+
+A self-measurement of one build on this machine (no peer yet: the LangChain-style peer and the
+ratios against it belong to the speed issue). Usage:
+
+    .venv/bin/python benchmarks/startup_latency.py [--index-dir /tmp/kgpt-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+PORT = 8044
+URL = f"http://127.0.0.1:{PORT}"
+QUESTIONS = [
+    "What is makemore",
+    "Why do we use batch normalization?",
+    "How are keys and queries generated?",
+    "What is the mean squared error loss?",
+]
+
+
+def start(env: dict[str, str]) -> tuple[subprocess.Popen, float]:
+    started = time.monotonic()
+    uvicorn = Path(sys.executable).parent / "uvicorn"
+    cmd = [str(uvicorn), "karpathy_app:app", "--host", "127.0.0.1", "--port", str(PORT)]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    while time.monotonic() - started < 300:
+        try:
+            if httpx.get(URL + "/healthz", timeout=1).status_code == 200:
+                return proc, time.monotonic() - started
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise TimeoutError("server did not start in 300 s")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    return sorted(values)[int(fraction * (len(values) - 1))] * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--index-dir", default="/tmp/kgpt-bench-index")
+    args = parser.parse_args()
+    env = {**os.environ, "KGPT_INDEX_DIR": args.index_dir, "HF_HUB_OFFLINE": "1"}
+    shutil.rmtree(args.index_dir, ignore_errors=True)
+    proc, cold = start(env)
+    proc.terminate()
+    proc.wait()
+    proc, warm = start(env)
+    try:
+        client = httpx.Client(timeout=30)
+        for q in QUESTIONS:
+            client.post(URL + "/karpathy-docs", data={"question": q}).read()
+        docs, first_token = [], []
+        for i in range(100):
+            question = QUESTIONS[i % 4] + "?" * (i // 4)  # distinct questions, no caching effects
+            t = time.perf_counter()
+            client.post(URL + "/karpathy-docs", data={"question": question}).read()
+            docs.append(time.perf_counter() - t)
+        for i in range(40):
+            question = QUESTIONS[i % 4] + "?" * (i // 4)
+            t = time.perf_counter()
+            first = None
+            with client.stream("POST", URL + "/karpathy-stream", data={"question": question}) as r:
+                for line in r.iter_lines():
+                    if first is None and line.startswith("data:"):
+                        first = time.perf_counter() - t
+            first_token.append(first)
+    finally:
+        proc.terminate()
+        proc.wait()
+    print(f"cold start (index build + model): {cold:.1f} s; warm start to /healthz: {warm:.2f} s")
+    print(
+        f"/karpathy-docs sequential, n=100: p50 {percentile(docs, 0.5):.1f} ms, "
+        f"p99 {percentile(docs, 0.99):.1f} ms"
+    )
+    print(
+        f"/karpathy-stream extractive time to first token, n=40: "
+        f"p50 {percentile(first_token, 0.5):.1f} ms, p99 {percentile(first_token, 0.99):.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
