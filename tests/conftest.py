@@ -87,7 +87,7 @@ def server(index_dir: Path, output_dir: Path) -> Iterator[Server]:
     if not (CORPUS / "videos.json").is_file():
         pytest.fail(f"the corpus is missing: expected {CORPUS} (../shared beside the repo)")
     srv = Server(base_env(KGPT_INDEX_DIR=str(index_dir)), output_dir / "server.log")
-    srv.startup_seconds = srv.wait_ready()
+    srv.wait_ready()
     yield srv
     srv.stop()
 

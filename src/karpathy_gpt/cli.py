@@ -44,7 +44,7 @@ def ingest(
     """Build the index for a lecture folder (skipped when it is already up to date)."""
     from .corpus import CorpusError
     from .embedding import Embedder
-    from .indexing import index_path, open_index
+    from .indexing import open_index
 
     settings = _settings(corpus)
     started = time.perf_counter()
@@ -54,8 +54,7 @@ def ingest(
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
     console.print(
-        f"index ready: {len(store)} chunks at {index_path(settings)} "
-        f"({time.perf_counter() - started:.1f}s)"
+        f"index ready: {len(store)} chunks at {store.path} ({time.perf_counter() - started:.1f}s)"
     )
 
 
@@ -68,7 +67,8 @@ def serve(
     """Serve the API (builds the index first if it is missing)."""
     import uvicorn
 
-    uvicorn.run("karpathy_app:app", host=host, port=port, workers=workers)
+    # The factory (not karpathy_app.py) so it runs from any working directory.
+    uvicorn.run("karpathy_gpt.api:create_app", factory=True, host=host, port=port, workers=workers)
 
 
 @app.command()

@@ -75,14 +75,12 @@ def open_index(
     ]
     searchable = [normalise(c.text) for c in chunks]
     started = time.perf_counter()
-    with _progress(console, len(chunks), corpus_dir.name) as advance:
-        with embedder.threads(os.cpu_count() or 1):
-            store = LocalStore.build(
-                chunks,
-                searchable,
-                lambda texts, cb: embedder.embed(texts, progress=cb),
-                progress=advance,
-            )
+    with (
+        _progress(console, len(chunks), corpus_dir.name) as advance,
+        embedder.threads(os.cpu_count() or 1),
+    ):
+        embeddings = embedder.embed(searchable, progress=advance)
+    store = LocalStore.build(chunks, searchable, embeddings)
     meta = {
         "key": key,
         "corpus_dir": str(corpus_dir),

@@ -20,8 +20,6 @@ class Hit:
     chunk: Chunk
     score: float  # fused reciprocal-rank score
     similarity: float  # cosine between query and chunk embeddings
-    dense_rank: int | None = None  # 1-based, None if outside the dense candidates
-    lexical_rank: int | None = None
 
 
 class Store(Protocol):

@@ -20,7 +20,6 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import bm25s
@@ -42,10 +41,17 @@ class IndexUnusable(Exception):
 
 
 class LocalStore:
-    def __init__(self, chunks: list[Chunk], embeddings: np.ndarray, bm25: bm25s.BM25):
+    def __init__(
+        self,
+        chunks: list[Chunk],
+        embeddings: np.ndarray,
+        bm25: bm25s.BM25,
+        path: Path | None = None,
+    ):
         self.chunks = chunks
         self.embeddings = embeddings
         self.bm25 = bm25
+        self.path = path  # the folder it was loaded from or saved to
         self._vocab = bm25.vocab_dict
 
     def __len__(self) -> int:
@@ -73,16 +79,8 @@ class LocalStore:
         lexical = self.lexical_ranking(query, CANDIDATES)
         fused = reciprocal_rank_fusion([dense, lexical])
         best = sorted(fused, key=lambda i: (-fused[i], -similarities[i]))[:k]
-        dense_rank = {i: r for r, i in enumerate(dense, start=1)}
-        lexical_rank = {i: r for r, i in enumerate(lexical, start=1)}
         return [
-            Hit(
-                chunk=self.chunks[i],
-                score=fused[i],
-                similarity=float(similarities[i]),
-                dense_rank=dense_rank.get(i),
-                lexical_rank=lexical_rank.get(i),
-            )
+            Hit(chunk=self.chunks[i], score=fused[i], similarity=float(similarities[i]))
             for i in best
         ]
 
@@ -90,14 +88,9 @@ class LocalStore:
 
     @classmethod
     def build(
-        cls,
-        chunks: list[Chunk],
-        searchable: list[str],
-        embed: Callable[[list[str], Callable[[int], None] | None], np.ndarray],
-        progress: Callable[[int], None] | None = None,
+        cls, chunks: list[Chunk], searchable: list[str], embeddings: np.ndarray
     ) -> LocalStore:
-        """Embed and BM25-index ``searchable`` (the normalised text of each chunk)."""
-        embeddings = embed(searchable, progress)
+        """BM25-index ``searchable`` (the normalised text of each chunk) beside its vectors."""
         bm25 = bm25s.BM25()
         bm25.index(tokenize(searchable), show_progress=False)
         return cls(chunks, embeddings, bm25)
@@ -131,6 +124,7 @@ class LocalStore:
             os.rename(tmp, final)
             _fsync_dir(index_dir)
         _prune(index_dir, keep=final)
+        self.path = final
         return final
 
     @classmethod
@@ -153,7 +147,7 @@ class LocalStore:
             raise IndexUnusable(f"{path}: unreadable index ({type(exc).__name__}: {exc})") from exc
         if embeddings.shape[0] != len(chunks) or meta.get("chunks") != len(chunks):
             raise IndexUnusable(f"{path}: chunks and embeddings disagree; the index is damaged")
-        return cls(chunks, np.asarray(embeddings), bm25)
+        return cls(chunks, np.asarray(embeddings), bm25, path)
 
 
 def set_aside(path: Path) -> None:
