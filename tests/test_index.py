@@ -131,9 +131,9 @@ def test_kill_9_during_ingest_leaves_the_previous_index_in_use(server, index_dir
     )
     output = b""
     deadline = time.monotonic() + 120
-    while b"chunks embedded" not in output and time.monotonic() < deadline:
+    while b"texts embedded" not in output and time.monotonic() < deadline:
         output += os.read(proc.stdout.fileno(), 4096)
-    assert b"chunks embedded" in output, output[-2000:]
+    assert b"texts embedded" in output, output[-2000:]
     proc.send_signal(signal.SIGKILL)  # a tenth of the way through embedding
     assert b"index ready" not in output
     proc.wait(10)
@@ -142,3 +142,15 @@ def test_kill_9_during_ingest_leaves_the_previous_index_in_use(server, index_dir
     store = open_index(settings, Embedder())
     assert time.perf_counter() - started < 1.0, "the old index should load, not be rebuilt"
     assert len(store) > 500
+
+
+def test_sentence_vectors_line_up_with_each_chunks_sentences(small, embedder):
+    """The extractive answerer reads these rows instead of embedding on every question."""
+    from karpathy_gpt.text import normalise, sentence_spans
+
+    store = open_index(small, embedder)
+    vector = embedder.embed_one("self-attention between tokens")
+    for hit in store.search("self-attention between tokens", vector, k=len(store)):
+        texts = [normalise(hit.chunk.text[s:e]) for s, e in sentence_spans(hit.chunk.text)]
+        assert hit.sentence_vectors.shape == (len(texts), 384)
+        assert abs(hit.sentence_vectors @ embedder.embed(texts).T - 1).diagonal().max() < 1e-4

@@ -47,10 +47,12 @@ class Embedder:
     ) -> np.ndarray:
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        # Batches of similar length waste little on padding; the result is put back in order.
+        order = np.argsort([len(t) for t in texts], kind="stable")
         parts = []
         with self._lock, self._torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                batch = list(texts[start : start + batch_size])
+                batch = [texts[i] for i in order[start : start + batch_size]]
                 parts.append(
                     self._model.encode(
                         batch,
@@ -62,7 +64,9 @@ class Embedder:
                 )
                 if progress:
                     progress(len(batch))
-        return np.vstack(parts).astype(np.float32, copy=False)
+        vectors = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
+        vectors[order] = np.vstack(parts)
+        return vectors
 
     @contextmanager
     def threads(self, n: int) -> Iterator[None]:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -19,7 +20,7 @@ from .config import Settings
 from .corpus import corpus_fingerprint, load_corpus
 from .embedding import MODEL_NAME, Embedder
 from .store.local import FORMAT_VERSION, IndexUnusable, LocalStore, set_aside
-from .text import GLOSSARY_VERSION, SPLITTER_VERSION, normalise
+from .text import GLOSSARY_VERSION, SPLITTER_VERSION, normalise, sentence_spans
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +75,21 @@ def open_index(
         for c in chunk_lecture(lecture, settings.chunk_size, settings.chunk_overlap)
     ]
     searchable = [normalise(c.text) for c in chunks]
+    # The extractive answerer scores sentences; overlapping chunks share some, embedded once.
+    chunk_sentences = [[normalise(c.text[s:e]) for s, e in sentence_spans(c.text)] for c in chunks]
+    unique = list(dict.fromkeys(s for sentences in chunk_sentences for s in sentences))
     started = time.perf_counter()
     with (
-        _progress(console, len(chunks), corpus_dir.name) as advance,
+        _progress(console, len(chunks) + len(unique), corpus_dir.name) as advance,
         embedder.threads(os.cpu_count() or 1),
     ):
         embeddings = embedder.embed(searchable, progress=advance)
-    store = LocalStore.build(chunks, searchable, embeddings)
+        row = dict(zip(unique, embedder.embed(unique, progress=advance), strict=True))
+    sentence_vectors = [
+        np.array([row[s] for s in sentences], dtype=np.float32).reshape(-1, embeddings.shape[1])
+        for sentences in chunk_sentences
+    ]
+    store = LocalStore.build(chunks, searchable, embeddings, sentence_vectors)
     meta = {
         "key": key,
         "corpus_dir": str(corpus_dir),
@@ -109,7 +118,7 @@ def _progress(console: Console, total: int, name: str) -> Iterator[Callable[[int
             TextColumn(f"[bold]indexing {name}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("chunks"),
+            TextColumn("texts"),
             TimeElapsedColumn(),
             console=console,
         ) as progress:
@@ -118,7 +127,7 @@ def _progress(console: Console, total: int, name: str) -> Iterator[Callable[[int
         return
     done = 0
     shown = -1
-    console.print(f"indexing {name}: embedding {total} chunks")
+    console.print(f"indexing {name}: embedding {total} chunks and sentences")
 
     def advance(n: int) -> None:
         nonlocal done, shown
@@ -126,7 +135,7 @@ def _progress(console: Console, total: int, name: str) -> Iterator[Callable[[int
         tenth = done * 10 // max(total, 1)
         if tenth > shown:
             shown = tenth
-            console.print(f"indexing {name}: {done}/{total} chunks embedded")
+            console.print(f"indexing {name}: {done}/{total} texts embedded")
 
     yield advance
 

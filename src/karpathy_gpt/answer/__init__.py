@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from ..config import Settings
-from ..embedding import Embedder
 from .base import Answerer, AnswerError
 
 __all__ = ["Answerer", "AnswerError", "make_answerer"]
 
 
-def make_answerer(settings: Settings, embedder: Embedder) -> Answerer:
+def make_answerer(settings: Settings) -> Answerer:
     """``KGPT_ANSWERER`` if set, else OpenAI when ``OPENAI_API_KEY`` is set, else extractive."""
     choice = (settings.answerer or ("openai" if settings.openai_api_key else "extractive")).lower()
     if choice == "extractive":
         from .extractive import ExtractiveAnswerer
 
-        return ExtractiveAnswerer(embedder)
+        return ExtractiveAnswerer()
     if choice == "openai":
         from .openai import OpenAIAnswerer
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from ..embedding import Embedder
 from ..lexical import tokenize
 from ..retrieval import Retrieval
 from ..text import normalise, sentence_spans
@@ -58,14 +57,12 @@ class ExtractiveAnswerer(Answerer):
 
     def __init__(
         self,
-        embedder: Embedder,
         min_similarity: float = 0.35,
         max_sentences: int = 3,
         max_chars: int = 700,
         lexical_weight: float = 0.3,
         context_weight: float = 0.2,
     ):
-        self.embedder = embedder
         self.min_similarity = min_similarity
         self.max_sentences = max_sentences
         self.max_chars = max_chars
@@ -96,7 +93,7 @@ class ExtractiveAnswerer(Answerer):
         return " ".join(parts)
 
     def _score(self, retrieval: Retrieval, sentences: list[_Sentence]) -> None:
-        vectors = self.embedder.embed([normalise(s.text) for s in sentences])
+        vectors = np.vstack([hit.sentence_vectors for hit in retrieval.hits])
         similarity = vectors @ retrieval.vector
         query_terms = set(tokenize([normalise(retrieval.question)])[0])
         for sentence, sim, terms in zip(

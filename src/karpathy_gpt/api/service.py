@@ -32,7 +32,7 @@ class Service:
         service = cls(
             settings=settings,
             retriever=Retriever(store, embedder),
-            answerer=make_answerer(settings, embedder),
+            answerer=make_answerer(settings),
             chunks=len(store),
         )
         log.info(

@@ -20,6 +20,9 @@ class Hit:
     chunk: Chunk
     score: float  # fused reciprocal-rank score
     similarity: float  # cosine between query and chunk embeddings
+    # One row per sentence of the chunk, in text.sentence_spans(chunk.text) order: what the
+    # extractive answerer scores, embedded once at ingest instead of on every question.
+    sentence_vectors: np.ndarray
 
 
 class Store(Protocol):

@@ -5,6 +5,8 @@ Layout under ``index_dir``::
     <key>/                 one complete index; <key> hashes the corpus and every setting that
       chunks.json          shapes it, so a changed corpus or setting gets a new folder
       embeddings.npy
+      sentence_vectors.npy one row per sentence of each chunk, chunk after chunk
+      sentence_offsets.npy chunk i's sentences are rows offsets[i]:offsets[i + 1]
       bm25/
       meta.json            written last: a folder without it is incomplete and ignored
     .tmp-<key>-<pid>/      an index being written; renamed to <key> only when complete
@@ -31,7 +33,7 @@ from .base import Hit, reciprocal_rank_fusion
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 CANDIDATES = 50  # per ranking, before fusion
 KEEP_INDEXES = 2
 
@@ -45,11 +47,15 @@ class LocalStore:
         self,
         chunks: list[Chunk],
         embeddings: np.ndarray,
+        sentence_vectors: np.ndarray,
+        sentence_offsets: np.ndarray,
         bm25: bm25s.BM25,
         path: Path | None = None,
     ):
         self.chunks = chunks
         self.embeddings = embeddings
+        self.sentence_vectors = sentence_vectors
+        self.sentence_offsets = sentence_offsets
         self.bm25 = bm25
         self.path = path  # the folder it was loaded from or saved to
         self._vocab = bm25.vocab_dict
@@ -80,7 +86,14 @@ class LocalStore:
         fused = reciprocal_rank_fusion([dense, lexical])
         best = sorted(fused, key=lambda i: (-fused[i], -similarities[i]))[:k]
         return [
-            Hit(chunk=self.chunks[i], score=fused[i], similarity=float(similarities[i]))
+            Hit(
+                chunk=self.chunks[i],
+                score=fused[i],
+                similarity=float(similarities[i]),
+                sentence_vectors=np.asarray(
+                    self.sentence_vectors[self.sentence_offsets[i] : self.sentence_offsets[i + 1]]
+                ),
+            )
             for i in best
         ]
 
@@ -88,12 +101,17 @@ class LocalStore:
 
     @classmethod
     def build(
-        cls, chunks: list[Chunk], searchable: list[str], embeddings: np.ndarray
+        cls,
+        chunks: list[Chunk],
+        searchable: list[str],
+        embeddings: np.ndarray,
+        sentence_vectors: list[np.ndarray],
     ) -> LocalStore:
         """BM25-index ``searchable`` (the normalised text of each chunk) beside its vectors."""
         bm25 = bm25s.BM25()
         bm25.index(tokenize(searchable), show_progress=False)
-        return cls(chunks, embeddings, bm25)
+        offsets = np.cumsum([0] + [len(v) for v in sentence_vectors], dtype=np.int64)
+        return cls(chunks, embeddings, np.vstack(sentence_vectors), offsets, bm25)
 
     def save(self, index_dir: Path, key: str, meta: dict, replace: bool = False) -> Path:
         """Write the index under ``index_dir/key`` atomically.
@@ -109,10 +127,9 @@ class LocalStore:
         _write_json(
             tmp / "chunks.json", [{"text": c.text, "metadata": c.metadata} for c in self.chunks]
         )
-        with open(tmp / "embeddings.npy", "wb") as f:
-            np.save(f, self.embeddings)
-            f.flush()
-            os.fsync(f.fileno())
+        _write_npy(tmp / "embeddings.npy", self.embeddings)
+        _write_npy(tmp / "sentence_vectors.npy", self.sentence_vectors)
+        _write_npy(tmp / "sentence_offsets.npy", self.sentence_offsets)
         self.bm25.save(str(tmp / "bm25"), show_progress=False)
         _write_json(tmp / "meta.json", {**meta, "format": FORMAT_VERSION, "chunks": len(self)})
         _fsync_dir(tmp)
@@ -140,19 +157,33 @@ class LocalStore:
             raw = json.loads((path / "chunks.json").read_text())
             chunks = [Chunk(text=c["text"], metadata=c["metadata"]) for c in raw]
             embeddings = np.load(path / "embeddings.npy", mmap_mode="r")
+            sentence_vectors = np.load(path / "sentence_vectors.npy", mmap_mode="r")
+            sentence_offsets = np.load(path / "sentence_offsets.npy")
             bm25 = bm25s.BM25.load(str(path / "bm25"), mmap=True, show_progress=False)
         except IndexUnusable:
             raise
         except Exception as exc:  # any damage to the files: the caller rebuilds
             raise IndexUnusable(f"{path}: unreadable index ({type(exc).__name__}: {exc})") from exc
-        if embeddings.shape[0] != len(chunks) or meta.get("chunks") != len(chunks):
-            raise IndexUnusable(f"{path}: chunks and embeddings disagree; the index is damaged")
-        return cls(chunks, np.asarray(embeddings), bm25, path)
+        if (
+            embeddings.shape[0] != len(chunks)
+            or meta.get("chunks") != len(chunks)
+            or len(sentence_offsets) != len(chunks) + 1
+            or sentence_offsets[-1] != sentence_vectors.shape[0]
+        ):
+            raise IndexUnusable(f"{path}: chunks and vectors disagree; the index is damaged")
+        return cls(chunks, np.asarray(embeddings), sentence_vectors, sentence_offsets, bm25, path)
 
 
 def set_aside(path: Path) -> None:
     """Move an index folder out of the way (pruned later) so its key can be written anew."""
     os.rename(path, path.parent / f".old-{path.name}-{os.getpid()}-{time.time_ns()}")
+
+
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, array)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _write_json(path: Path, data) -> None:
