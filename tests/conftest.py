@@ -77,9 +77,15 @@ def output_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def index_dir(tmp_path_factory) -> Path:
-    """One index of the real corpus, built by the first server and reused by the rest."""
-    return tmp_path_factory.mktemp("index")
+def index_dir() -> Path:
+    """One index of the real corpus, built by the first server and reused by the rest.
+
+    It lives under the git-ignored .kgpt/ so later runs load it warm; the index key (a hash of
+    corpus, settings and code versions) makes a stale one rebuild by itself.
+    """
+    path = REPO / ".kgpt" / "test-index"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="session")
