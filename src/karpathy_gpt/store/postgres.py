@@ -19,6 +19,8 @@ API processes hold only a connection pool: any number of workers and machines sh
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,14 +85,16 @@ SCHEMA = [
     # stems of single words (hyphenated words as their parts), no built-in stop list: the
     # embedded store drops only Lucene's 33 stop words (kgpt_stopwords), never "why" or "how".
     """DO $$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_ts_dict WHERE dictname = 'kgpt_english_stem') THEN
         CREATE TEXT SEARCH DICTIONARY kgpt_english_stem (TEMPLATE = snowball, LANGUAGE = english);
-    EXCEPTION WHEN duplicate_object THEN NULL; END $$""",
-    """DO $$ BEGIN
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_ts_config WHERE cfgname = 'kgpt_english') THEN
         CREATE TEXT SEARCH CONFIGURATION kgpt_english (COPY = english);
         ALTER TEXT SEARCH CONFIGURATION kgpt_english
             ALTER MAPPING FOR asciiword, word, hword_asciipart, hword_part WITH kgpt_english_stem;
         ALTER TEXT SEARCH CONFIGURATION kgpt_english DROP MAPPING FOR asciihword, hword;
-    EXCEPTION WHEN duplicate_object THEN NULL; END $$""",
+    END IF;
+    END $$""",
     "CREATE TABLE IF NOT EXISTS kgpt_stopwords (lexeme text PRIMARY KEY)",
     """INSERT INTO kgpt_stopwords SELECT DISTINCT unnest(ts_lexize('kgpt_english_stem', word))
         FROM unnest(%(stopwords)s::text[]) word ON CONFLICT DO NOTHING""",
@@ -199,6 +203,8 @@ class PostgresStore:
             # before it is handed out, not discovered by the query that gets it.
             check=ConnectionPool.check_connection,
             name="kgpt",
+            # Which process holds a connection, in pg_stat_activity.
+            kwargs={"application_name": f"karpathy-gpt {socket.gethostname()} {os.getpid()}"},
             open=True,
         )
 
