@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 
@@ -27,7 +28,12 @@ def test_procfile_web_line_serves_healthz(index_dir, output_dir):
     with open(output_dir / "procfile.log", "w") as log:
         # The line as written: the shell expands $PORT, as Heroku-style platforms do.
         proc = subprocess.Popen(
-            ["sh", "-c", command], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+            ["sh", "-c", command],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # the shell and its uvicorn, stopped together below
         )
         try:
             deadline = time.monotonic() + 300
@@ -42,5 +48,9 @@ def test_procfile_web_line_serves_healthz(index_dir, output_dir):
             assert health.status_code == 200
             assert health.json()["status"] == "ok" and health.json()["chunks"] > 1000
         finally:
-            proc.terminate()
-            proc.wait(15)
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)

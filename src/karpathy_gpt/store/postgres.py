@@ -171,6 +171,7 @@ LIMIT %(k)s
 BM25_K1 = 1.5
 BM25_B = 0.75
 
+
 @dataclass(frozen=True)
 class Version:
     id: int
@@ -371,9 +372,7 @@ class Writer:
             # so ATTACH adopts them instead of building new ones.
             self.conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
             self.conn.execute(
-                sql.SQL("CREATE INDEX ON {} USING hnsw (embedding vector_cosine_ops)").format(
-                    table
-                )
+                sql.SQL("CREATE INDEX ON {} USING hnsw (embedding vector_cosine_ops)").format(table)
             )
             self.conn.execute(sql.SQL("CREATE INDEX ON {} USING gin (search)").format(table))
             self.conn.execute(
@@ -421,18 +420,27 @@ class Writer:
 
 
 def _create_schema(conn: psycopg.Connection) -> None:
-    # Concurrent first starts would race on CREATE ... IF NOT EXISTS; the lock serialises them.
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK + 1,))
-        params = {"version": SCHEMA_VERSION, "stopwords": list(STOPWORDS_EN)}
-        for statement in SCHEMA:
-            conn.execute(statement, params if "%(" in statement else None)
-        newest = conn.execute("SELECT max(version) FROM kgpt_schema_version").fetchone()[0]
+    newest = _schema_version(conn)
+    if newest is None:
+        # Concurrent first starts would race on CREATE ... IF NOT EXISTS; the lock serialises them.
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK + 1,))
+            params = {"version": SCHEMA_VERSION, "stopwords": list(STOPWORDS_EN)}
+            for statement in SCHEMA:
+                conn.execute(statement, params if "%(" in statement else None)
+        newest = _schema_version(conn)
     if newest != SCHEMA_VERSION:
         raise DatabaseError(
             f"the database has schema version {newest}, this code expects {SCHEMA_VERSION}; "
             "run the matching release or a fresh database"
         )
+
+
+def _schema_version(conn: psycopg.Connection) -> int | None:
+    """The schema in place, read without writing (a read replica accepts no DDL at all)."""
+    if conn.execute("SELECT to_regclass('kgpt_schema_version')").fetchone()[0] is None:
+        return None
+    return conn.execute("SELECT max(version) FROM kgpt_schema_version").fetchone()[0]
 
 
 def _configure(conn: psycopg.Connection) -> None:
@@ -461,4 +469,3 @@ def redact(url: str) -> str:
     if "password" in params:
         params["password"] = "***"
     return make_conninfo(**params)
-
