@@ -7,6 +7,7 @@ database (several workers, a replica without the corpus).
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tempfile
@@ -20,7 +21,6 @@ import pgserver
 import psycopg
 import pytest
 from conftest import CORPUS, SHARED, VENV_BIN, Server, base_env, passages, post_sse
-from test_index import SENTENCES, write_corpus
 
 from karpathy_gpt.config import Settings
 from karpathy_gpt.corpus import corpus_fingerprint, load_corpus
@@ -30,6 +30,13 @@ from karpathy_gpt.indexing import build_store, index_key, open_index
 from karpathy_gpt.retrieval import Retriever
 from karpathy_gpt.store.postgres import SCHEMA_VERSION, PostgresStore
 
+SENTENCES = [
+    "Backpropagation computes the gradient of the loss with respect to every weight.",
+    "The learning rate sets how far each step of gradient descent moves the parameters.",
+    "A bigram model predicts the next character from the previous character only.",
+    "Self-attention lets every token look at the tokens that came before it.",
+    "Layer normalization keeps the activations of each example well scaled.",
+]
 MORE = [
     "The tokenizer turns text into integers with byte pair encoding merges.",
     "Dropout randomly zeroes activations during training to regularize the network.",
@@ -66,6 +73,23 @@ def database_url(postgres, request) -> str:
 @pytest.fixture(scope="module")
 def embedder() -> Embedder:
     return Embedder()
+
+
+def write_corpus(folder: Path, lectures: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = []
+    for n, (name, text) in enumerate(lectures.items(), start=1):
+        (folder / f"{name}.txt").write_text(text)
+        manifest.append(
+            {
+                "id": f"{n:02d}",
+                "title": name,
+                "link": f"https://youtu.be/v{n}",
+                "transcript": f"{name}.txt",
+            }
+        )
+    (folder / "videos.json").write_text(json.dumps(manifest))
+    return folder
 
 
 def small_corpus(folder: Path, sentences: list[str], title: str = "lecture") -> Path:
