@@ -41,16 +41,20 @@ def ingest(
         bool, typer.Option(help="Rebuild even if an index for this corpus exists.")
     ] = False,
 ) -> None:
-    """Build the index for a lecture folder (skipped when it is already up to date)."""
+    """Build the index for a lecture folder (skipped when it is already up to date).
+
+    With KGPT_DATABASE_URL set, the index is published to PostgreSQL as a new version.
+    """
     from .corpus import CorpusError
     from .embedding import Embedder
     from .indexing import open_index
+    from .store import DatabaseError
 
     settings = _settings(corpus)
     started = time.perf_counter()
     try:
         store = open_index(settings, Embedder(), force=force, console=err)
-    except CorpusError as exc:
+    except (CorpusError, DatabaseError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
     console.print(

@@ -18,6 +18,9 @@ class Settings(BaseSettings):
 
     corpus_dir: Path = REPO_ROOT.parent / "shared" / "corpus" / "karpathy"
     index_dir: Path = REPO_ROOT / ".kgpt" / "index"
+    # postgresql://user:password@host:5432/dbname switches the index to PostgreSQL + pgvector.
+    database_url: str | None = None
+    database_pool_size: int = Field(4, ge=1, le=100)
 
     chunk_size: int = Field(800, ge=100, le=5000)
     chunk_overlap: int = Field(100, ge=0, le=1000)

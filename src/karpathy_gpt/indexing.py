@@ -17,8 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .chunking import chunk_lecture
 from .config import Settings
-from .corpus import corpus_fingerprint, load_corpus
+from .corpus import Lecture, corpus_fingerprint, load_corpus
 from .embedding import MODEL_NAME, Embedder
+from .store import Store
 from .store.local import FORMAT_VERSION, IndexUnusable, LocalStore, set_aside
 from .text import GLOSSARY_VERSION, SPLITTER_VERSION, normalise, sentence_spans
 
@@ -44,8 +45,15 @@ def open_index(
     *,
     force: bool = False,
     console: Console | None = None,
-) -> LocalStore:
-    """Load the index for the current corpus and settings, building it first if needed."""
+) -> Store:
+    """Load the index for the current corpus and settings, building it first if needed.
+
+    With ``KGPT_DATABASE_URL`` set the index lives in PostgreSQL instead (see pg_indexing).
+    """
+    if settings.database_url:
+        from .pg_indexing import open_postgres_index
+
+        return open_postgres_index(settings, embedder, force=force, console=console)
     console = console or Console(stderr=True)
     corpus_dir = settings.resolved_corpus_dir()
     lectures = load_corpus(corpus_dir)
@@ -69,27 +77,8 @@ def open_index(
             )
             return store
 
-    chunks = [
-        c
-        for lecture in lectures
-        for c in chunk_lecture(lecture, settings.chunk_size, settings.chunk_overlap)
-    ]
-    searchable = [normalise(c.text) for c in chunks]
-    # The extractive answerer scores sentences; overlapping chunks share some, embedded once.
-    chunk_sentences = [[normalise(c.text[s:e]) for s, e in sentence_spans(c.text)] for c in chunks]
-    unique = list(dict.fromkeys(s for sentences in chunk_sentences for s in sentences))
     started = time.perf_counter()
-    with (
-        _progress(console, len(chunks) + len(unique), corpus_dir.name) as advance,
-        embedder.threads(os.cpu_count() or 1),
-    ):
-        embeddings = embedder.embed(searchable, progress=advance)
-        row = dict(zip(unique, embedder.embed(unique, progress=advance), strict=True))
-    sentence_vectors = [
-        np.array([row[s] for s in sentences], dtype=np.float32).reshape(-1, embeddings.shape[1])
-        for sentences in chunk_sentences
-    ]
-    store = LocalStore.build(chunks, searchable, embeddings, sentence_vectors)
+    store = build_store(lectures, settings, embedder, console=console, name=corpus_dir.name)
     meta = {
         "key": key,
         "corpus_dir": str(corpus_dir),
@@ -108,6 +97,37 @@ def open_index(
         time.perf_counter() - started,
     )
     return store
+
+
+def build_store(
+    lectures: list[Lecture],
+    settings: Settings,
+    embedder: Embedder,
+    *,
+    console: Console | None = None,
+    name: str = "corpus",
+) -> LocalStore:
+    """An in-memory index of ``lectures``: chunked, embedded, BM25-indexed, not yet saved."""
+    chunks = [
+        c
+        for lecture in lectures
+        for c in chunk_lecture(lecture, settings.chunk_size, settings.chunk_overlap)
+    ]
+    searchable = [normalise(c.text) for c in chunks]
+    # The extractive answerer scores sentences; overlapping chunks share some, embedded once.
+    chunk_sentences = [[normalise(c.text[s:e]) for s, e in sentence_spans(c.text)] for c in chunks]
+    unique = list(dict.fromkeys(s for sentences in chunk_sentences for s in sentences))
+    with (
+        _progress(console or Console(stderr=True), len(chunks) + len(unique), name) as advance,
+        embedder.threads(os.cpu_count() or 1),
+    ):
+        embeddings = embedder.embed(searchable, progress=advance)
+        row = dict(zip(unique, embedder.embed(unique, progress=advance), strict=True))
+    sentence_vectors = [
+        np.array([row[s] for s in sentences], dtype=np.float32).reshape(-1, embeddings.shape[1])
+        for sentences in chunk_sentences
+    ]
+    return LocalStore.build(chunks, searchable, embeddings, sentence_vectors)
 
 
 @contextmanager

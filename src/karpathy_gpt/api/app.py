@@ -31,6 +31,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.service.answerer.aclose()
+            close_store = getattr(app.state.service.retriever.store, "close", None)
+            if close_store:  # the PostgreSQL store's connection pool
+                close_store()
 
     app = FastAPI(
         title="Karpathy-GPT",

@@ -10,6 +10,7 @@ from fastapi import Request
 
 from ..answer import Answerer, make_answerer
 from ..config import Settings
+from ..corpus import CorpusError
 from ..embedding import Embedder
 from ..indexing import open_index
 from ..retrieval import Retriever
@@ -28,7 +29,15 @@ class Service:
     def start(cls, settings: Settings) -> Service:
         started = time.perf_counter()
         embedder = Embedder(threads=1)
-        store = open_index(settings, embedder)
+        try:
+            store = open_index(settings, embedder)
+        except CorpusError:
+            if not settings.database_url:
+                raise
+            # An API replica needs no corpus when the index lives in the database.
+            from ..pg_indexing import open_published
+
+            store = open_published(settings)
         service = cls(
             settings=settings,
             retriever=Retriever(store, embedder),

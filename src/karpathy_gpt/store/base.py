@@ -25,6 +25,10 @@ class Hit:
     sentence_vectors: np.ndarray
 
 
+class DatabaseError(Exception):
+    """The database behind a store cannot be reached or used; the message says what to do."""
+
+
 class Store(Protocol):
     """A searchable set of chunks."""
 
