@@ -63,11 +63,13 @@ def ingest(
         f"index ready: {len(result.store)} chunks from {result.lectures} lectures at "
         f"{result.store.path} ({work}; {time.perf_counter() - started:.1f}s)",
         highlight=False,
+        soft_wrap=True,
     )
     if result.problems:
         err.print(
             f"[yellow]{len(result.problems)} transcript(s) left out[/] (listed above): fix them "
-            "and run ingest again; only they will be embedded"
+            "and run ingest again; only they will be embedded",
+            soft_wrap=True,
         )
 
 
