@@ -95,7 +95,8 @@ def measure(
                 update={"chunk_size": size, "chunk_overlap": min(settings.chunk_overlap, size // 4)}
             )
             console.print(f"report: building a {size}-character index in memory")
-            store, _ = build_store(lectures, sized, embedder, cache, console=console)
+            name = f"{settings.resolved_corpus_dir().name} at {size} characters"
+            store, _ = build_store(lectures, sized, embedder, cache, console=console, name=name)
         retrieval[size] = {
             mode: score_ranks(
                 [
