@@ -13,7 +13,7 @@ from timed_corpus import SRT_CUES, srt, write_timed_corpus
 
 from karpathy_gpt.config import Settings
 from karpathy_gpt.embedding import Embedder
-from karpathy_gpt.embedding_cache import FILE_NAME
+from karpathy_gpt.embedding_cache import FILE_NAME, EmbeddingCache
 from karpathy_gpt.indexing import ingest
 from karpathy_gpt.store.local import LocalStore
 from karpathy_gpt.text import normalise, sentence_spans
@@ -146,3 +146,18 @@ def test_ingest_command_counts_what_it_embedded(settings):
     path = re.search(r" at (\S+) \(", second.output).group(1)
     store = LocalStore.load(Path(path))
     assert f"embedded {len(chunks_of(store, '06'))} chunks" in second.output
+
+
+def test_the_cache_keeps_every_key_it_saves(tmp_path):
+    """A SHA-256 digest can end in zero bytes; those keys must survive the round trip."""
+    cache = EmbeddingCache(tmp_path / FILE_NAME, "model")
+    texts = [f"text {n}" for n in range(2000)]
+    assert any(cache._key(t).endswith(b"\0") for t in texts)
+    vectors = np.random.default_rng(0).standard_normal((len(texts), 4)).astype(np.float32)
+    cache.add(texts, vectors)
+    cache.get(texts, 4)
+    cache.save()
+    loaded = EmbeddingCache.load(tmp_path, "model")
+    assert loaded.missing(texts) == []
+    assert np.array_equal(loaded.get(texts, 4), vectors)
+    assert EmbeddingCache.load(tmp_path, "another model").missing(texts) == texts

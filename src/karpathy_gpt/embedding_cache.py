@@ -39,7 +39,7 @@ class EmbeddingCache:
         self._vectors: list[np.ndarray] = []
         self._generations: list[int] = []
         if keys is not None and vectors is not None and generations is not None:
-            self._row = {bytes(k): i for i, k in enumerate(keys)}
+            self._row = {k.tobytes(): i for i, k in enumerate(keys)}
             self._vectors = list(vectors)
             self._generations = [int(g) for g in generations]
         self.generation = max(self._generations, default=0) + 1
@@ -56,6 +56,8 @@ class EmbeddingCache:
                     log.info("embedding cache %s is for another model; starting afresh", path)
                     return cls(path, model)
                 keys, vectors, generations = data["keys"], data["vectors"], data["generations"]
+                if keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != 32:
+                    raise ValueError(f"keys of shape {keys.shape} and type {keys.dtype}")
                 if not len(keys) == len(vectors) == len(generations):
                     raise ValueError("keys, vectors and generations differ in length")
                 return cls(path, model, keys, vectors, generations)
@@ -104,7 +106,8 @@ class EmbeddingCache:
             return
         keep = max(MIN_KEPT, KEPT_PER_USED * len(self.used))
         rows = sorted(self._row.items(), key=lambda kv: -self._generations[kv[1]])[:keep]
-        keys = np.array([k for k, _ in rows], dtype="S32")
+        # Raw digest bytes as uint8 rows: numpy's fixed-width bytes type would drop trailing NULs.
+        keys = np.frombuffer(b"".join(k for k, _ in rows), dtype=np.uint8).reshape(-1, 32)
         vectors = np.stack([self._vectors[r] for _, r in rows]).astype(np.float32)
         generations = np.array([self._generations[r] for _, r in rows], dtype=np.int64)
         self.path.parent.mkdir(parents=True, exist_ok=True)
