@@ -48,6 +48,7 @@ def ingest(
 
     settings = _settings(corpus)
     started = time.perf_counter()
+    logging.getLogger("karpathy_gpt").addHandler(logging.NullHandler())  # problems printed below
     try:
         result = ingest_corpus(settings, Embedder(), force=force, console=err)
     except CorpusError as exc:
@@ -65,10 +66,12 @@ def ingest(
         highlight=False,
         soft_wrap=True,
     )
+    for problem in result.problems:
+        err.print(f"[yellow]left out:[/] {problem}", highlight=False, soft_wrap=True)
     if result.problems:
         err.print(
-            f"[yellow]{len(result.problems)} transcript(s) left out[/] (listed above): fix them "
-            "and run ingest again; only they will be embedded",
+            f"{len(result.problems)} transcript(s) left out: fix them and run ingest again "
+            "(only they will be embedded)",
             soft_wrap=True,
         )
 

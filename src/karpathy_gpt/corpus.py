@@ -95,7 +95,6 @@ def read_corpus(corpus_dir: Path) -> Corpus:
         try:
             text, timeline = read_transcript(path)
         except TranscriptError as exc:
-            log.warning("left out of the index: %s", exc)
             corpus.problems.append(exc)
             continue
         corpus.lectures.append(
@@ -117,7 +116,10 @@ def read_corpus(corpus_dir: Path) -> Corpus:
 
 def load_corpus(corpus_dir: Path) -> list[Lecture]:
     """Every readable lecture of ``corpus_dir`` (problems are logged)."""
-    return read_corpus(corpus_dir).lectures
+    corpus = read_corpus(corpus_dir)
+    for problem in corpus.problems:
+        log.warning("left out of the index: %s", problem)
+    return corpus.lectures
 
 
 def _read_manifest(manifest_path: Path) -> list[dict]:

@@ -96,7 +96,7 @@ def ingest(
     corpus_dir = settings.resolved_corpus_dir()
     corpus = read_corpus(corpus_dir)
     for problem in corpus.problems:
-        console.print(f"[yellow]skipped[/] {problem}", highlight=False, soft_wrap=True)
+        log.warning("left out of the index: %s", problem)
     lectures = corpus.lectures
     key = index_key(corpus_fingerprint(lectures), settings)
     path = settings.index_dir / key
