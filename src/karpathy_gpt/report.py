@@ -287,7 +287,7 @@ def _plot_answers(report: Report, path: Path) -> None:
     plt = _pyplot()
     rows = report.test_set
     fig, ax = plt.subplots(figsize=(9, 0.35 * max(len(rows), 1) + 1.4))
-    labels = [r.question if len(r.question) <= 60 else r.question[:57] + "..." for r in rows]
+    labels = [r.question if len(r.question) <= 48 else r.question[:45] + "..." for r in rows]
     ax.barh(range(len(rows)), [r.recall or 0.0 for r in rows], color="tab:green")
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
     ax.invert_yaxis()
