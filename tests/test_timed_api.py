@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 import pytest
-from conftest import Server, base_env, passages, post_sse
+from conftest import REPO, VENV_BIN, Server, base_env, passages, post_sse
 from timed_corpus import VTT_ID, write_timed_corpus
 
 
@@ -26,6 +27,7 @@ def timed_server(tmp_path_factory, output_dir):
         output_dir / "timed-server.log",
     )
     srv.wait_ready()
+    srv.env = {"KGPT_CORPUS_DIR": str(corpus), "KGPT_INDEX_DIR": str(root / "index")}
     yield srv
     srv.stop()
 
@@ -76,3 +78,26 @@ def test_citations_point_at_timed_passages(timed_server):
             assert "?t=" not in meta["link"]
     assert any("start" in found[n - 1]["metadata"] for n in cited)
     assert json.loads(docs[0][1])["data"]["metadata"]["id"] == "01"
+
+
+def test_ask_lists_each_source_with_its_moment(timed_server):
+    result = subprocess.run(
+        [str(VENV_BIN / "karpathy-gpt"), "ask", QUESTION],
+        cwd=REPO,
+        env=base_env(
+            **timed_server.env,
+            KGPT_CHUNK_SIZE="200",
+            KGPT_CHUNK_OVERLAP="50",
+            KGPT_ANSWERER="extractive",
+            COLUMNS="200",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    sources = result.stdout.partition("Sources")[2]
+    match = re.search(
+        rf"\[1\] Backprop \(01\) at 0:(\d\d) https://youtu\.be/{VTT_ID}\?t=(\d+)", sources
+    )
+    assert match and int(match.group(1)) == int(match.group(2)), sources

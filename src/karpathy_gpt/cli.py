@@ -116,9 +116,18 @@ def ask(
     console.print("\n\n[bold]Sources[/]")
     for n, hit in enumerate(retrieval.hits, start=1):
         meta = hit.chunk.metadata
+        at = f" at {_clock(meta['start'])}" if "start" in meta else ""
         console.print(
-            f"[{n}] {meta['title']} ({meta['id']}) {meta['link']}", highlight=False, markup=False
+            f"[{n}] {meta['title']} ({meta['id']}){at} {meta['link']}",
+            highlight=False,
+            markup=False,
         )
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 @app.command("eval")
