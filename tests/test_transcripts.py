@@ -126,6 +126,13 @@ def test_each_format_reports_where_it_is_broken(tmp_path, name, content, line, w
     assert f"{name}, line {line}:" in str(caught.value) and words in str(caught.value)
 
 
+def test_webvtt_without_a_blank_line_after_the_header_still_parses(tmp_path):
+    path = tmp_path / "tight.vtt"
+    path.write_text("WEBVTT\n00:00:01.000 --> 00:00:02.000\n<i>hello</i> &amp; welcome\n")
+    text, timeline = read_transcript(path)
+    assert text == "hello & welcome" and timeline.times(0, len(text)) == (1.0, 2.0)
+
+
 def test_a_manifest_is_inferred_from_file_names(tmp_path):
     folder = write_timed_corpus(tmp_path / "series", manifest=False, broken=False)
     (folder / "06-extra [AbCdEfGhIjK].en.vtt").write_text(

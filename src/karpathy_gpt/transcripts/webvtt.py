@@ -36,7 +36,7 @@ def parse_webvtt(path: Path) -> list[Cue]:
 
     cues: list[Cue] = []
     n = 1
-    while n < len(lines) and lines[n].strip():  # header lines (Kind:, Language:)
+    while n < len(lines) and lines[n].strip() and "-->" not in lines[n]:  # Kind:, Language:
         n += 1
     while n < len(lines):
         if not lines[n].strip():
