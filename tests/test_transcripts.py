@@ -112,6 +112,13 @@ def test_a_malformed_file_is_named_with_its_line_and_the_rest_still_loads(corpus
         ("e.srt", "one\n00:00:00,000 --> 00:00:01,000\nhi\n", 1, "cue number"),
         ("f.json3", '{"events": [\n  {"tStartMs": 0,\n   "segs": [}\n]}', 3, "JSON"),
         ("g.txt", b"fine\nstill fine\n\xff\xfe broken\n", 3, "UTF-8"),
+        (
+            "h.json3",
+            '{"events": [\n {"tStartMs": 0, "segs": [{"utf8": "ok"}]},\n'
+            ' {"tStartMs": "soon", "segs": [{"utf8": "bad"}]}\n]}',
+            3,
+            "event 1",
+        ),
     ],
 )
 def test_each_format_reports_where_it_is_broken(tmp_path, name, content, line, words):

@@ -15,8 +15,9 @@ from .base import Cue, TranscriptError, caption_text, read_text
 
 
 def parse_json3(path: Path) -> list[Cue]:
+    raw = read_text(path)
     try:
-        data = json.loads(read_text(path))
+        data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise TranscriptError(path, exc.lineno, f"not valid JSON: {exc.msg}") from exc
     events = data.get("events") if isinstance(data, dict) else None
@@ -33,7 +34,7 @@ def parse_json3(path: Path) -> list[Cue]:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise TranscriptError(
                 path,
-                None,
+                _event_line(raw, n),
                 f"event {n}: needs a numeric tStartMs and segs like [{{'utf8': 'text'}}]"
                 f" ({type(exc).__name__}: {exc})",
             ) from exc
@@ -42,3 +43,27 @@ def parse_json3(path: Path) -> list[Cue]:
     if not cues:
         raise TranscriptError(path, None, "no captions found (no event has text segments)")
     return cues
+
+
+def _event_line(raw: str, index: int) -> int | None:
+    """The line on which event ``index`` of the ``events`` list starts (for error messages)."""
+    decoder = json.JSONDecoder()
+    key = raw.find('"events"')
+    position = raw.find("[", key) + 1 if key >= 0 else 0
+    if position <= 0:
+        return None
+    for _ in range(index):
+        try:
+            _, position = decoder.raw_decode(raw, _skip(raw, position))
+        except json.JSONDecodeError:
+            return None
+        position = _skip(raw, position)
+        if raw.startswith(",", position):
+            position += 1
+    return raw.count("\n", 0, _skip(raw, position)) + 1
+
+
+def _skip(raw: str, position: int) -> int:
+    while position < len(raw) and raw[position] in " \t\r\n":
+        position += 1
+    return position
