@@ -191,6 +191,7 @@ def evaluate_cmd(
 
 
 def _write_report(settings, embedder, labelled, questions, test_set, chunk_sizes, out) -> None:
+    from .answer import AnswerError
     from .evaluation import load_test_set
     from .report import measure, write
 
@@ -201,7 +202,13 @@ def _write_report(settings, embedder, labelled, questions, test_set, chunk_sizes
     if not test_set.is_file():
         err.print(f"[red]error:[/] no test set at {test_set}; pass --test-set FILE.csv")
         raise typer.Exit(2)
-    measured = measure(settings, embedder, labelled, load_test_set(test_set), sizes, console=err)
+    try:
+        measured = measure(
+            settings, embedder, labelled, load_test_set(test_set), sizes, console=err
+        )
+    except AnswerError as exc:
+        err.print(f"[red]error:[/] the answerer failed, no report written: {exc}")
+        raise typer.Exit(1) from exc
     try:
         path = write(measured, out, questions, test_set)
     except RuntimeError as exc:  # matplotlib missing
