@@ -9,7 +9,7 @@ import re
 import subprocess
 
 import pytest
-from conftest import REPO
+from conftest import REPO, free_port
 from timed_corpus import write_timed_corpus
 
 from karpathy_gpt.evaluation import rouge_l_recall
@@ -112,3 +112,26 @@ def test_eval_report_writes_markdown_and_plots(tmp_path):
         assert q["question"] in side_by_side and q["reference_answer"] in side_by_side
     recalls = re.findall(r"^\| (\d\.\d\d) \| What|^\| (\d\.\d\d) \| Why", side_by_side, re.M)
     assert len(recalls) == 2
+
+    # The same report with an answer provider that cannot be reached: a message, no traceback.
+    closed = free_port()
+    env.update(KGPT_ANSWERER="openai", OPENAI_BASE_URL=f"http://127.0.0.1:{closed}/v1")
+    get_settings.cache_clear()
+    try:
+        failed = CliRunner().invoke(
+            app,
+            [
+                "eval",
+                "--corpus", str(corpus),
+                "--questions", str(questions),
+                "--test-set", str(test_set),
+                "--chunk-sizes", "200",
+                "--report", str(tmp_path / "failed"),
+            ],
+            env=env,
+        )  # fmt: skip
+    finally:
+        get_settings.cache_clear()
+    assert failed.exit_code == 1, failed.output
+    assert "the answerer failed" in failed.output and f"127.0.0.1:{closed}" in failed.output
+    assert not (tmp_path / "failed" / "report.md").exists()

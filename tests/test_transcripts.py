@@ -176,3 +176,17 @@ def test_a_manifest_link_that_is_not_youtube_gets_a_time_parameter(tmp_path):
     backprop = read_corpus(folder).lectures[0]
     later = chunk_lecture(backprop, 120, 30)[-1].metadata
     assert later["link"] == f"https://example.org/watch?v=1&t={int(later['start'])}"
+
+
+def test_ordinary_captions_lose_no_words(tmp_path):
+    """Only repeats of two words or more (or of a whole cue) are rolling captions."""
+    path = tmp_path / "plain.srt"
+    cues = ["so we want to go to", "to the next step and", "and the next step and the loss"]
+    path.write_text(
+        "\n".join(
+            f"{n}\n00:00:0{n},000 --> 00:00:0{n + 1},000\n{text}\n"
+            for n, text in enumerate(cues, start=1)
+        )
+    )
+    text, _ = read_transcript(path)
+    assert text == " ".join(cues)
