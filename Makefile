@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(VENV)/bin/pip install -q -e '.[test,postgres]'
+	$(VENV)/bin/pip install -q -e '.[test,postgres,report]'
 	touch $@
 
 install-test: $(VENV)/.installed-test

@@ -202,7 +202,7 @@ def test_reingest_switches_atomically_while_queries_run(database_url, embedder, 
     indexes = {}
     for title, sentences in [("old", SENTENCES), ("new", MORE)]:
         corpus = small_corpus(tmp_path / title, sentences * 3, title=title)
-        indexes[title] = build_store(load_corpus(corpus), settings, embedder)
+        indexes[title] = build_store(load_corpus(corpus), settings, embedder)[0]
     store = PostgresStore(database_url)
     with store.writer() as writer:
         writer.publish("old", {}, indexes["old"])

@@ -3,6 +3,9 @@
 all-MiniLM-L6-v2 reads at most 256 word pieces (~1,000 characters of transcript), so chunks are
 ~800 characters with ~100 characters of whole-sentence overlap: nothing past the model's window
 is silently dropped, and a sentence cut by one boundary is whole in the neighbouring chunk.
+
+Chunks of timed transcripts also carry ``start`` and ``end`` (seconds) and a ``link`` that opens
+the video where the chunk begins; plain-text chunks link to the whole video.
 """
 
 from __future__ import annotations
@@ -45,18 +48,21 @@ def chunk_spans(text: str, size: int, overlap: int) -> list[tuple[int, int]]:
 
 
 def chunk_lecture(lecture: Lecture, size: int, overlap: int) -> list[Chunk]:
-    return [
-        Chunk(
-            text=lecture.text[start:end],
-            metadata={
-                "id": lecture.id,
-                "link": lecture.link,
-                "title": lecture.title,
-                "source": lecture.source,
-                "chunk": n,
-                "start_char": start,
-                "end_char": end,
-            },
-        )
-        for n, (start, end) in enumerate(chunk_spans(lecture.text, size, overlap))
-    ]
+    chunks = []
+    for n, (start, end) in enumerate(chunk_spans(lecture.text, size, overlap)):
+        metadata = {
+            "id": lecture.id,
+            "link": lecture.link,
+            "title": lecture.title,
+            "source": lecture.source,
+            "chunk": n,
+            "start_char": start,
+            "end_char": end,
+        }
+        times = lecture.timeline.times(start, end) if lecture.timeline else None
+        if times is not None:
+            metadata["start"] = round(times[0], 3)
+            metadata["end"] = round(times[1], 3)
+            metadata["link"] = lecture.link_at(times[0])
+        chunks.append(Chunk(text=lecture.text[start:end], metadata=metadata))
+    return chunks

@@ -38,28 +38,54 @@ def ingest(
         Path | None, typer.Argument(help="Lecture folder (default: KGPT_CORPUS_DIR).")
     ] = None,
     force: Annotated[
-        bool, typer.Option(help="Rebuild even if an index for this corpus exists.")
+        bool, typer.Option(help="Rebuild and re-embed everything, even if up to date.")
     ] = False,
 ) -> None:
-    """Build the index for a lecture folder (skipped when it is already up to date).
+    """Build the index for a lecture folder, embedding only new or changed lectures.
 
     With KGPT_DATABASE_URL set, the index is published to PostgreSQL as a new version.
     """
     from .corpus import CorpusError
     from .embedding import Embedder
+    from .indexing import ingest as ingest_corpus
     from .indexing import open_index
     from .store import DatabaseError
 
     settings = _settings(corpus)
     started = time.perf_counter()
+    logging.getLogger("karpathy_gpt").addHandler(logging.NullHandler())  # problems printed below
     try:
-        store = open_index(settings, Embedder(), force=force, console=err)
+        if settings.database_url:
+            store = open_index(settings, Embedder(), force=force, console=err)
+            console.print(
+                f"index ready in PostgreSQL: {len(store)} chunks "
+                f"({time.perf_counter() - started:.1f}s)"
+            )
+            return
+        result = ingest_corpus(settings, Embedder(), force=force, console=err)
     except (CorpusError, DatabaseError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
-    console.print(
-        f"index ready: {len(store)} chunks at {store.path} ({time.perf_counter() - started:.1f}s)"
+    work = (
+        f"embedded {result.embedded_chunks} chunks + {result.embedded_sentences} sentences, "
+        f"{result.reused} vectors reused"
+        if result.built
+        else "already up to date"
     )
+    console.print(
+        f"index ready: {len(result.store)} chunks from {result.lectures} lectures at "
+        f"{result.store.path} ({work}; {time.perf_counter() - started:.1f}s)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for problem in result.problems:
+        err.print(f"[yellow]left out:[/] {problem}", highlight=False, soft_wrap=True)
+    if result.problems:
+        err.print(
+            f"{len(result.problems)} transcript(s) left out: fix them and run ingest again "
+            "(only they will be embedded)",
+            soft_wrap=True,
+        )
 
 
 @app.command()
@@ -102,9 +128,18 @@ def ask(
     console.print("\n\n[bold]Sources[/]")
     for n, hit in enumerate(retrieval.hits, start=1):
         meta = hit.chunk.metadata
+        at = f" at {_clock(meta['start'])}" if "start" in meta else ""
         console.print(
-            f"[{n}] {meta['title']} ({meta['id']}) {meta['link']}", highlight=False, markup=False
+            f"[{n}] {meta['title']} ({meta['id']}){at} {meta['link']}",
+            highlight=False,
+            markup=False,
         )
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 @app.command("eval")
@@ -112,16 +147,38 @@ def evaluate_cmd(
     questions: Annotated[Path | None, typer.Option(help="Labelled questions (JSON lines).")] = None,
     corpus: CorpusOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Write report.md and PNG plots to this folder (needs matplotlib)."),
+    ] = None,
+    test_set: Annotated[
+        Path | None, typer.Option(help="Questions + reference answers (CSV), for --report.")
+    ] = None,
+    chunk_sizes: Annotated[
+        str, typer.Option(help="Comma-separated chunk sizes compared by --report.")
+    ] = "400,800,1200",
 ) -> None:
-    """Retrieval quality on labelled questions: hit@1, hit@3, MRR@10."""
+    """Retrieval quality on labelled questions: hit@1, hit@3, MRR@10 (or a full --report)."""
     from .embedding import Embedder
-    from .evaluation import DEFAULT_QUESTIONS, evaluate, load_questions
+    from .evaluation import DEFAULT_QUESTIONS, DEFAULT_TEST_SET, evaluate, load_questions
     from .indexing import open_index
     from .retrieval import Retriever
 
     settings = _settings(corpus)
-    labelled = load_questions(questions or DEFAULT_QUESTIONS)
+    questions = questions or DEFAULT_QUESTIONS
+    labelled = load_questions(questions)
     embedder = Embedder()
+    if report is not None:
+        _write_report(
+            settings,
+            embedder,
+            labelled,
+            questions,
+            test_set or DEFAULT_TEST_SET,
+            chunk_sizes,
+            report,
+        )
+        return
     scores = evaluate(Retriever(open_index(settings, embedder, console=err), embedder), labelled)
     if as_json:
         console.print_json(
@@ -143,6 +200,33 @@ def evaluate_cmd(
         f"\nhit@1 {scores.hit_at_1}/{scores.total}   hit@3 {scores.hit_at_3}/{scores.total}   "
         f"MRR@10 {scores.mrr_at_10:.3f}"
     )
+
+
+def _write_report(settings, embedder, labelled, questions, test_set, chunk_sizes, out) -> None:
+    from .answer import AnswerError
+    from .evaluation import load_test_set
+    from .report import measure, write
+
+    try:
+        sizes = tuple(int(s) for s in chunk_sizes.split(",") if s.strip())
+    except ValueError as exc:
+        raise typer.BadParameter("--chunk-sizes takes whole numbers, e.g. 400,800,1200") from exc
+    if not test_set.is_file():
+        err.print(f"[red]error:[/] no test set at {test_set}; pass --test-set FILE.csv")
+        raise typer.Exit(2)
+    try:
+        measured = measure(
+            settings, embedder, labelled, load_test_set(test_set), sizes, console=err
+        )
+    except AnswerError as exc:
+        err.print(f"[red]error:[/] the answerer failed, no report written: {exc}")
+        raise typer.Exit(1) from exc
+    try:
+        path = write(measured, out, questions, test_set)
+    except RuntimeError as exc:  # matplotlib missing
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"report written: {path} (+ retrieval.png, answers.png)", highlight=False)
 
 
 if __name__ == "__main__":

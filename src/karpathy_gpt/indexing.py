@@ -1,4 +1,8 @@
-"""Corpus -> chunks -> embedded index, built once, reused while corpus and settings stay."""
+"""Corpus -> chunks -> embedded index, built once, reused while corpus and settings stay.
+
+A changed corpus gets a new index, but only texts the embedding cache has not seen are embedded:
+adding, changing or removing one lecture embeds that lecture's chunks and sentences, no more.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +22,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .chunking import chunk_lecture
 from .config import Settings
-from .corpus import Lecture, corpus_fingerprint, load_corpus
-from .embedding import MODEL_NAME, Embedder
+from .corpus import Lecture, corpus_fingerprint, load_corpus, read_corpus
+from .embedding import DIMENSIONS, MODEL_NAME, Embedder
+from .embedding_cache import EmbeddingCache
 from .store import Store
 from .store.local import FORMAT_VERSION, IndexUnusable, LocalStore, set_aside
 from .text import GLOSSARY_VERSION, SPLITTER_VERSION, normalise, sentence_spans
+from .transcripts import TranscriptError
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,31 @@ def index_key(fingerprint: str, settings: Settings) -> str:
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@dataclass
+class IngestResult:
+    """What opening the index did: loaded it, or built it and embedded how much."""
+
+    store: LocalStore
+    key: str
+    built: bool  # False: an up-to-date index was loaded as it was
+    lectures: int
+    embedded_chunks: int = 0  # texts run through the model for this build
+    embedded_sentences: int = 0
+    reused: int = 0  # vectors taken from the embedding cache instead
+    problems: list[TranscriptError] = field(default_factory=list)  # transcripts left out
+
+    @property
+    def embedded(self) -> int:
+        return self.embedded_chunks + self.embedded_sentences
+
+
+@dataclass
+class BuildCounts:
+    embedded_chunks: int
+    embedded_sentences: int
+    reused: int
+
+
 def open_index(
     settings: Settings,
     embedder: Embedder,
@@ -54,9 +86,26 @@ def open_index(
         from .pg_indexing import open_postgres_index
 
         return open_postgres_index(settings, embedder, force=force, console=console)
+    return ingest(settings, embedder, force=force, console=console).store
+
+
+def ingest(
+    settings: Settings,
+    embedder: Embedder,
+    *,
+    force: bool = False,
+    console: Console | None = None,
+) -> IngestResult:
+    """Load the index for the corpus and settings or build it, embedding only what is new.
+
+    ``force`` rebuilds even an up-to-date index and re-embeds every text (the cache is refreshed).
+    """
     console = console or Console(stderr=True)
     corpus_dir = settings.resolved_corpus_dir()
-    lectures = load_corpus(corpus_dir)
+    corpus = read_corpus(corpus_dir)
+    for problem in corpus.problems:
+        log.warning("left out of the index: %s", problem)
+    lectures = corpus.lectures
     key = index_key(corpus_fingerprint(lectures), settings)
     path = settings.index_dir / key
 
@@ -75,10 +124,16 @@ def open_index(
                 len(store),
                 time.perf_counter() - started,
             )
-            return store
+            return IngestResult(
+                store, key, built=False, lectures=len(lectures), problems=corpus.problems
+            )
 
     started = time.perf_counter()
-    store = build_store(lectures, settings, embedder, console=console, name=corpus_dir.name)
+    cache = EmbeddingCache.load(settings.index_dir, MODEL_NAME)
+    store, counts = build_store(
+        lectures, settings, embedder, cache, refresh=force, console=console, name=corpus_dir.name
+    )
+    cache.save()
     meta = {
         "key": key,
         "corpus_dir": str(corpus_dir),
@@ -86,28 +141,45 @@ def open_index(
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,
         "model": MODEL_NAME,
+        "embedded_chunks": counts.embedded_chunks,
+        "embedded_sentences": counts.embedded_sentences,
+        "reused_vectors": counts.reused,
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     store.save(settings.index_dir, key, meta, replace=force)
     log.info(
-        "built index %s: %d chunks from %d lectures in %.1fs",
+        "built index %s: %d chunks from %d lectures in %.1fs (%d texts embedded, %d reused)",
         key,
         len(store),
         len(lectures),
         time.perf_counter() - started,
+        counts.embedded_chunks + counts.embedded_sentences,
+        counts.reused,
     )
-    return store
+    return IngestResult(
+        store,
+        key,
+        built=True,
+        lectures=len(lectures),
+        embedded_chunks=counts.embedded_chunks,
+        embedded_sentences=counts.embedded_sentences,
+        reused=counts.reused,
+        problems=corpus.problems,
+    )
 
 
 def build_store(
     lectures: list[Lecture],
     settings: Settings,
     embedder: Embedder,
+    cache: EmbeddingCache | None = None,
     *,
+    refresh: bool = False,
     console: Console | None = None,
     name: str = "corpus",
-) -> LocalStore:
-    """An in-memory index of ``lectures``: chunked, embedded, BM25-indexed, not yet saved."""
+) -> tuple[LocalStore, BuildCounts]:
+    """An in-memory index of ``lectures``; only texts missing from ``cache`` are embedded."""
+    cache = cache or EmbeddingCache.empty(MODEL_NAME)
     chunks = [
         c
         for lecture in lectures
@@ -117,17 +189,26 @@ def build_store(
     # The extractive answerer scores sentences; overlapping chunks share some, embedded once.
     chunk_sentences = [[normalise(c.text[s:e]) for s, e in sentence_spans(c.text)] for c in chunks]
     unique = list(dict.fromkeys(s for sentences in chunk_sentences for s in sentences))
-    with (
-        _progress(console or Console(stderr=True), len(chunks) + len(unique), name) as advance,
-        embedder.threads(os.cpu_count() or 1),
-    ):
-        embeddings = embedder.embed(searchable, progress=advance)
-        row = dict(zip(unique, embedder.embed(unique, progress=advance), strict=True))
+    new_chunks = cache.missing(searchable, refresh=refresh)
+    pending = set(new_chunks)  # a one-sentence chunk's text is that sentence: embedded once
+    new_sentences = [s for s in cache.missing(unique, refresh=refresh) if s not in pending]
+    total = len(new_chunks) + len(new_sentences)
+    if total:
+        with (
+            _progress(console or Console(stderr=True), total, name) as advance,
+            embedder.threads(os.cpu_count() or 1),
+        ):
+            cache.add(new_chunks, embedder.embed(new_chunks, progress=advance))
+            cache.add(new_sentences, embedder.embed(new_sentences, progress=advance))
+    embeddings = cache.get(searchable, DIMENSIONS)
+    row = dict(zip(unique, cache.get(unique, DIMENSIONS), strict=True))
     sentence_vectors = [
-        np.array([row[s] for s in sentences], dtype=np.float32).reshape(-1, embeddings.shape[1])
+        np.array([row[s] for s in sentences], dtype=np.float32).reshape(-1, DIMENSIONS)
         for sentences in chunk_sentences
     ]
-    return LocalStore.build(chunks, searchable, embeddings, sentence_vectors)
+    store = LocalStore.build(chunks, searchable, embeddings, sentence_vectors)
+    reused = len(set(searchable) | set(unique)) - total
+    return store, BuildCounts(len(new_chunks), len(new_sentences), reused)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from rich.console import Console
 from .config import Settings
 from .corpus import corpus_fingerprint, load_corpus
 from .embedding import MODEL_NAME, Embedder
+from .embedding_cache import EmbeddingCache
 from .indexing import build_store, index_key
 from .store.local import IndexUnusable, LocalStore
 from .store.postgres import DatabaseError, PostgresStore
@@ -53,9 +54,7 @@ def open_postgres_index(
                 log.info("index %s was published by another process meanwhile", key)
                 return store
             started = time.perf_counter()
-            index = _local_index(settings, key) or build_store(
-                lectures, settings, embedder, console=console, name=corpus_dir.name
-            )
+            index = _local_index(settings, key) or _build(settings, lectures, embedder, console)
             meta = {
                 "key": key,
                 "corpus_dir": str(corpus_dir),
@@ -78,6 +77,15 @@ def open_postgres_index(
     except BaseException:
         store.close()
         raise
+
+
+def _build(settings: Settings, lectures, embedder: Embedder, console: Console) -> LocalStore:
+    """Chunk and embed, reusing the embedding cache the embedded index keeps on this machine."""
+    cache = EmbeddingCache.load(settings.index_dir, MODEL_NAME)
+    name = settings.resolved_corpus_dir().name
+    store, _ = build_store(lectures, settings, embedder, cache, console=console, name=name)
+    cache.save()
+    return store
 
 
 def _local_index(settings: Settings, key: str) -> LocalStore | None:

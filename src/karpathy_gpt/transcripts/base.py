@@ -1,0 +1,49 @@
+"""What every transcript parser returns (timed cues) and the error they raise on bad input."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class TranscriptError(Exception):
+    """A transcript file that cannot be read; says which file, which line, and what to fix."""
+
+    def __init__(self, path: Path, line: int | None, problem: str):
+        self.path = path
+        self.line = line
+        self.problem = problem
+        where = f"{path}, line {line}" if line else str(path)
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One caption: its text and when it is on screen, in seconds (None for plain text)."""
+
+    text: str
+    start: float | None = None
+    end: float | None = None
+
+
+_TAG = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+def caption_text(raw: str) -> str:
+    """A caption's words: markup (<c>, <i>, word-timing tags) dropped, entities decoded."""
+    return _SPACE.sub(" ", html.unescape(_TAG.sub("", raw))).strip()
+
+
+def read_text(path: Path) -> str:
+    """The file as UTF-8 (a BOM dropped); a bad byte is reported with its line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise TranscriptError(
+            path, line, f"not UTF-8 (byte 0x{data[exc.start]:02x}); re-save the file as UTF-8"
+        ) from exc
