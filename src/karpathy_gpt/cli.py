@@ -58,8 +58,10 @@ def ingest(
         if settings.database_url:
             store = open_index(settings, Embedder(), force=force, console=err)
             console.print(
-                f"index ready in PostgreSQL: {len(store)} chunks "
-                f"({time.perf_counter() - started:.1f}s)"
+                f"index ready in PostgreSQL: {len(store)} chunks at {store.path} "
+                f"({time.perf_counter() - started:.1f}s)",
+                highlight=False,
+                soft_wrap=True,
             )
             return
         result = ingest_corpus(settings, Embedder(), force=force, console=err)

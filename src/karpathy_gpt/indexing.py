@@ -179,7 +179,8 @@ def build_store(
     name: str = "corpus",
 ) -> tuple[LocalStore, BuildCounts]:
     """An in-memory index of ``lectures``; only texts missing from ``cache`` are embedded."""
-    cache = cache or EmbeddingCache.empty(MODEL_NAME)
+    if cache is None:  # (an empty cache is falsy: it has a length)
+        cache = EmbeddingCache.empty(MODEL_NAME)
     chunks = [
         c
         for lecture in lectures
