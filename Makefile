@@ -16,8 +16,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# llama-cpp-python compiles llama.cpp (~9 min on 2 cores; pip's wheel cache makes reinstalls
+# seconds). GGML_NATIVE=OFF: a -march=native build of 0.3.36 segfaulted in chat completion on
+# these AVX-512 machines; the portable build (AVX2, FMA) runs SmolLM2 and gemma3 fine.
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(VENV)/bin/pip install -q -e '.[test,postgres,report]'
+	CMAKE_ARGS="$${CMAKE_ARGS:--DGGML_NATIVE=OFF}" $(VENV)/bin/pip install -q -e '.[test,postgres,report,gguf]'
 	touch $@
 
 install-test: $(VENV)/.installed-test

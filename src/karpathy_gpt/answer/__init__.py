@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..config import Settings
-from .base import Answerer, AnswerError
+from .base import Answerer, AnswerError, Message
 
-__all__ = ["Answerer", "AnswerError", "make_answerer"]
+__all__ = ["Answerer", "AnswerError", "Message", "make_answerer"]
 
 
 def make_answerer(settings: Settings) -> Answerer:

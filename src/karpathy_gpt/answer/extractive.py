@@ -11,7 +11,7 @@ best passage is not similar enough to the question, it says so instead of quotin
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from ..lexical import tokenize
 from ..retrieval import Retrieval
 from ..text import normalise, sentence_spans
-from .base import Answerer
+from .base import Answerer, Message
 
 NOT_FOUND = (
     "I could not find this in the lectures: none of the retrieved passages is close enough to "
@@ -69,7 +69,9 @@ class ExtractiveAnswerer(Answerer):
         self.lexical_weight = lexical_weight
         self.context_weight = context_weight
 
-    async def stream(self, retrieval: Retrieval) -> AsyncIterator[str]:
+    async def stream(
+        self, retrieval: Retrieval, history: Sequence[Message] = ()
+    ) -> AsyncIterator[str]:
         answer = await run_in_threadpool(self.compose, retrieval)
         for token in _TOKEN.findall(answer):
             yield token

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import openai
 
 from ..retrieval import Retrieval
-from .base import Answerer, AnswerError
+from .base import Answerer, AnswerError, Message
 from .prompt import chat_messages
 
 
@@ -31,11 +31,13 @@ class OpenAIAnswerer(Answerer):
             max_retries=max_retries,
         )
 
-    async def stream(self, retrieval: Retrieval) -> AsyncIterator[str]:
+    async def stream(
+        self, retrieval: Retrieval, history: Sequence[Message] = ()
+    ) -> AsyncIterator[str]:
         try:
             response = await self.client.chat.completions.create(
                 model=self.name,
-                messages=chat_messages(retrieval),
+                messages=chat_messages(retrieval, history),
                 temperature=0,
                 max_tokens=self.max_tokens,
                 stream=True,

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from ..retrieval import Retrieval
+
+if TYPE_CHECKING:
+    from .base import Message
 
 SYSTEM = (
     "Use the following pieces of context to answer the question at the end. "
@@ -18,9 +24,11 @@ def context_block(retrieval: Retrieval) -> str:
     )
 
 
-def chat_messages(retrieval: Retrieval) -> list[dict[str, str]]:
+def chat_messages(retrieval: Retrieval, history: Sequence[Message] = ()) -> list[dict[str, str]]:
+    """System prompt, the conversation so far, then the passages and the question."""
     question = f"Question: {retrieval.question}\nHelpful Answer:"
     return [
         {"role": "system", "content": SYSTEM},
+        *({"role": m["role"], "content": m["content"]} for m in history),
         {"role": "user", "content": f"{context_block(retrieval)}\n\n{question}"},
     ]

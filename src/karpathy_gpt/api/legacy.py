@@ -14,7 +14,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.concurrency import run_in_threadpool
 
 from ..answer import AnswerError
 from ..retrieval import Retrieval
@@ -76,7 +75,7 @@ def passage_text(hit: Hit) -> str:
 
 @router.post("/karpathy-docs", openapi_extra=ASK_BODY, summary="Retrieved passages as SSE")
 async def karpathy_docs(body: AskDep, service: ServiceDep) -> EventSourceResponse:
-    retrieval = await run_in_threadpool(service.retriever.search, body.question, body.k)
+    retrieval = await service.retrieve(body.question, body.k)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         for rank, hit in enumerate(retrieval.hits, start=1):
@@ -89,7 +88,7 @@ async def karpathy_docs(body: AskDep, service: ServiceDep) -> EventSourceRespons
 
 @router.post("/karpathy-stream", openapi_extra=ASK_BODY, summary="The answer as SSE tokens")
 async def karpathy_stream(body: AskDep, service: ServiceDep) -> EventSourceResponse:
-    retrieval = await run_in_threadpool(service.retriever.search, body.question, body.k)
+    retrieval = await service.retrieve(body.question, body.k)
     return EventSourceResponse(answer_events(service, retrieval), ping=15)
 
 

@@ -7,13 +7,14 @@ import time
 from dataclasses import dataclass
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from ..answer import Answerer, make_answerer
 from ..config import Settings
 from ..corpus import CorpusError
 from ..embedding import Embedder
 from ..indexing import open_index
-from ..retrieval import Retriever
+from ..retrieval import Retrieval, Retriever
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ class Service:
             service.answerer.name,
         )
         return service
+
+    async def retrieve(self, question: str, k: int) -> Retrieval:
+        """Search off the event loop: every endpoint retrieves through here."""
+        return await run_in_threadpool(self.retriever.search, question, k)
 
 
 def get_service(request: Request) -> Service:
