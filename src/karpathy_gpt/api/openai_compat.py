@@ -92,7 +92,7 @@ async def chat_error(request: Request, exc: ChatError) -> JSONResponse:
 async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
     """OpenAI's error shape under /v1 (unknown route, wrong method, body too large), FastAPI's
     ``{"detail": ...}`` everywhere else."""
-    if not request.url.path.startswith("/v1/"):
+    if not (request.url.path + "/").startswith("/v1/"):
         return await http_exception_handler(request, exc)
     codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
     message = str(exc.detail)
@@ -301,14 +301,11 @@ async def chat_completions(request: Request, service: ServiceDep) -> Response:
     _check_model(chat.model, service)
     question, history = conversation(chat, settings.max_question_chars)
     history = bound_history(history, settings.history_messages)
-    try:
-        query = await retrieval_query(
-            service.answerer, question, history, settings.max_question_chars
-        )
-        retrieval = await service.retrieve(query, chat.k or settings.default_k)
-    except DatabaseError as exc:
-        raise ChatError(503, str(exc), "server_error", code="index_unavailable") from exc
-    tokens = await open_answer(service, retrieval, history)
+    # Admission belongs here, once, before anything asks the model (the follow-up's rewrite
+    # does, then the answer): a busy answerer is refused with 503 + Retry-After while no
+    # response has started, and the place it grants is held by ``tokens`` until they end.
+    retrieval = await retrieve(service, question, history, chat.k or settings.default_k)
+    tokens = service.answerer.stream(retrieval, history)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": chat.model}
     sources = [source(hit, n) for n, hit in enumerate(retrieval.hits, start=1)]
     if chat.stream:
@@ -321,15 +318,14 @@ async def chat_completions(request: Request, service: ServiceDep) -> Response:
     return JSONResponse(await completion(tokens, head, sources))
 
 
-async def open_answer(
-    service: Service, retrieval: Retrieval, history: list[Message]
-) -> AsyncIterator[str]:
-    """The answer's tokens, opened before any response byte is sent.
-
-    The one place an admission step belongs (an answerer that is busy refuses here, and the
-    refusal can still be an HTTP status such as 503 with Retry-After).
-    """
-    return service.answerer.stream(retrieval, history)
+async def retrieve(service: Service, question: str, history: list[Message], k: int) -> Retrieval:
+    """The passages for ``question`` read in its conversation."""
+    max_chars = service.settings.max_question_chars
+    try:
+        query = await retrieval_query(service.answerer, question, history, max_chars)
+        return await service.retrieve(query, k)
+    except DatabaseError as exc:
+        raise ChatError(503, str(exc), "server_error", code="index_unavailable") from exc
 
 
 async def completion(tokens: AsyncIterator[str], head: dict, sources: list[dict]) -> dict:
