@@ -88,6 +88,8 @@ def test_question_streams_an_answer_with_cited_cards(page, server, output_dir):
     assert int(answer.get_attribute("data-deltas")) > 5, "the answer came token by token"
     assert "bigram" in answer.inner_text().lower()
     expect(page.locator("#question")).to_have_value("")
+    page.keyboard.press("Tab")
+    expect(page.locator("#send")).to_be_focused()
 
     # The cards are the answer's sources, in citation order, shown as the API sends them.
     api = httpx.post(
