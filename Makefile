@@ -5,7 +5,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install install-test serve ingest test lint eval clean
+.PHONY: install install-test chromium serve ingest test lint eval clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -25,13 +25,21 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 
 install-test: $(VENV)/.installed-test
 
+# The web page's browser test drives Debian's Chromium (Playwright's own browser download is
+# never used). Installed here when missing and apt-get can (root, Debian's archive reachable);
+# otherwise the test is skipped and says why.
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -o DPkg::Lock::Timeout=600 \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 chromium; } \
+	  || echo "chromium could not be installed: tests/test_web.py will be skipped"
+
 ingest: install
 	$(VENV)/bin/karpathy-gpt ingest
 
 serve: install
 	$(VENV)/bin/uvicorn karpathy_app:app --host $(HOST) --port $(PORT)
 
-test: install-test
+test: install-test chromium
 	$(VENV)/bin/ruff check src tests benchmarks karpathy_app.py
 	$(VENV)/bin/python -m pytest -q -rs
 

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 
+import httpx
 import pytest
 from conftest import REPO, VENV_BIN, Server, base_env, passages, post_sse
 from timed_corpus import VTT_ID, write_timed_corpus
@@ -101,3 +102,19 @@ def test_ask_lists_each_source_with_its_moment(timed_server):
         rf"\[1\] Backprop \(01\) at 0:(\d\d) https://youtu\.be/{VTT_ID}\?t=(\d+)", sources
     )
     assert match and int(match.group(1)) == int(match.group(2)), sources
+
+
+def test_v1_sources_deep_link_to_the_moment(timed_server):
+    body = {"model": "karpathy-gpt", "messages": [{"role": "user", "content": QUESTION}]}
+    response = httpx.post(timed_server.url + "/v1/chat/completions", json=body, timeout=60)
+    assert response.status_code == 200
+    sources = response.json()["choices"][0]["sources"]
+    top = sources[0]
+    assert top["lecture_id"] == "01" and "zero the gradients" in top["text"]
+    assert top["start"] <= 24.0 < top["end"]
+    assert top["link"] == f"https://youtu.be/{VTT_ID}?t={int(top['start'])}"
+    for source in sources:
+        if "start" in source:
+            assert source["link"].endswith(f"?t={int(source['start'])}")
+        else:
+            assert "?t=" not in source["link"]

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(2000, ge=1)
     cors_origins: str = "*"
 
+    # /v1: the model name OpenAI clients pick, and how much of a conversation is kept.
+    model_name: str = Field("karpathy-gpt", min_length=1, max_length=100)
+    history_messages: int = Field(8, ge=0, le=100)
+
     answerer: str | None = None
     openai_api_key: str | None = Field(
         None, validation_alias=AliasChoices("OPENAI_API_KEY", "KGPT_OPENAI_API_KEY")

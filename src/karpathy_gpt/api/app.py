@@ -11,10 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..config import Settings, get_settings
-from . import legacy
+from . import legacy, openai_compat, page
 from .service import Service, get_service
 
 log = logging.getLogger("karpathy_gpt")
@@ -53,15 +54,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": _plain(exc)})
 
-    @app.get("/", summary="Welcome")
-    async def welcome() -> dict:
-        return {"message": "Welcome to Karpathy GPT!"}
+    app.add_exception_handler(StarletteHTTPException, openai_compat.http_error)
+    app.add_exception_handler(openai_compat.ChatError, openai_compat.chat_error)
 
     @app.get("/healthz", summary="Liveness and what is loaded")
     async def healthz(service: Annotated[Service, Depends(get_service)]) -> dict:
         return {"status": "ok", "chunks": service.chunks, "answerer": service.answerer.name}
 
     app.include_router(legacy.router)
+    app.include_router(openai_compat.router)
+    app.include_router(page.router)
+    page.mount_assets(app)
     return app
 
 

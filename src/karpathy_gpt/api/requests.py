@@ -25,15 +25,16 @@ def _unprocessable(message: str) -> HTTPException:
     return HTTPException(status_code=422, detail=message)
 
 
-async def _read_capped(request: Request) -> bytes:
+async def read_capped(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused with 413 as soon as it is known to pass ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise HTTPException(413, detail=f"request body over {MAX_BODY_BYTES} bytes")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, detail=f"request body over {limit} bytes")
     body = bytearray()
     async for part in request.stream():
         body.extend(part)
-        if len(body) > MAX_BODY_BYTES:
-            raise HTTPException(413, detail=f"request body over {MAX_BODY_BYTES} bytes")
+        if len(body) > limit:
+            raise HTTPException(413, detail=f"request body over {limit} bytes")
     # Starlette parses forms from the cached body, so the capped copy is the one parsed.
     request._body = bytes(body)
     return request._body
@@ -41,7 +42,7 @@ async def _read_capped(request: Request) -> bytes:
 
 async def read_ask(request: Request, default_k: int, max_chars: int) -> Ask:
     """The validated question of a /karpathy-* request."""
-    body = await _read_capped(request)
+    body = await read_capped(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     fields: dict[str, object]
     if content_type == "application/json":
