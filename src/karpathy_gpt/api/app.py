@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
+from ..answer import AnswerBusy
 from ..config import Settings, get_settings
 from . import legacy
 from .service import Service, get_service
@@ -52,6 +53,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": _plain(exc)})
+
+    @app.exception_handler(AnswerBusy)
+    async def answer_busy(request: Request, exc: AnswerBusy) -> JSONResponse:
+        """Every answer endpoint's "full": raised by Service.admit_answer before streaming."""
+        return JSONResponse(
+            status_code=503,
+            content={"detail": str(exc)},
+            headers={"Retry-After": str(exc.retry_after)},
+        )
 
     @app.get("/", summary="Welcome")
     async def welcome() -> dict:
