@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 
 import httpx
@@ -97,6 +98,26 @@ def test_one_answer_at_a_time_a_bounded_queue_and_503_beyond_it(kgpt):
     assert second.events[0][0] > first.events[-1][0]
     after = StreamReader(url, "What is a bigram model?").join()
     assert after.status == 200 and after.last_event == "end"
+
+
+def test_clients_that_leave_before_their_answer_starts_leak_no_place(kgpt):
+    body = b"question=What+is+makemore%3F"
+    request = (
+        b"POST /karpathy-stream HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    clients = []
+    for _ in range(4):  # twice the places there are (one slot, KGPT_GGUF_QUEUE=1)
+        sock = socket.create_connection(("127.0.0.1", kgpt.port))
+        sock.sendall(request)
+        clients.append(sock)
+    time.sleep(0.5)  # read, admitted (or refused), retrieved; then every client leaves
+    for sock in clients:
+        sock.close()
+    time.sleep(1)
+    reader = StreamReader(kgpt.url + "/karpathy-stream", "What is a bigram model?").join()
+    assert reader.status == 200 and reader.last_event == "end"
 
 
 def test_a_prompt_past_the_context_is_an_error_event(kgpt):

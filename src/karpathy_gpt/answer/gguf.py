@@ -88,9 +88,10 @@ class GGUFAnswerer(Answerer):
         # Kept on self: llama.cpp holds only the raw pointer. Without the context handle (a
         # future llama-cpp-python), generation still stops at the next token.
         self._abort = llama_cpp.ggml_abort_callback(abort)
-        context_handle = getattr(getattr(self.llm, "_ctx", None), "ctx", None)
-        if context_handle is not None:
-            llama_cpp.llama_set_abort_callback(context_handle, self._abort, None)
+        self._no_abort = ctypes.cast(None, llama_cpp.ggml_abort_callback)
+        self._context_handle = getattr(getattr(self.llm, "_ctx", None), "ctx", None)
+        self._set_abort = llama_cpp.llama_set_abort_callback
+        self._abort_on = False
         log.info("loaded %s (%s, context %d)", path, self.llm.chat_format, context)
 
     @property
@@ -171,12 +172,14 @@ class GGUFAnswerer(Answerer):
         if cancel.is_set():
             return put(_END)
         self._cancel = cancel
+        self._abort_checks(True)
         try:
             chunks = self.llm.create_chat_completion(
                 messages=messages, stream=True, temperature=0, max_tokens=max_tokens
             )
             try:
                 for chunk in chunks:
+                    self._abort_checks(False)  # the prompt is evaluated: the loop checks now
                     if cancel.is_set():
                         break
                     text = chunk["choices"][0]["delta"].get("content")
@@ -189,7 +192,19 @@ class GGUFAnswerer(Answerer):
             # An abort during prompt evaluation surfaces as "llama_decode returned 2".
             put(_END if cancel.is_set() else exc)
         finally:
+            self._abort_checks(False)
             self._cancel = None
+
+    def _abort_checks(self, on: bool) -> None:
+        """llama.cpp's abort callback, on only while the prompt is evaluated.
+
+        The callback runs dozens of times per token and takes the GIL each time; during
+        generation the event loop thread wants the GIL to send tokens, and the per-token check
+        in the loop is enough there.
+        """
+        if self._context_handle is not None and self._abort_on != on:
+            self._set_abort(self._context_handle, self._abort if on else self._no_abort, None)
+            self._abort_on = on
 
     def _error(self, exc: BaseException) -> AnswerError:
         text = str(exc)
