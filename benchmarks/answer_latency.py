@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -147,13 +148,18 @@ def gguf_vs_engine(args, env, questions: list[str]) -> None:
             warm = questions[-1]
             timed_stream(client, url, {"question": warm, "k": args.k})
             bare_stream(llm, chat_messages(retriever.search(warm, args.k)), args.max_tokens)
-            for question in questions:
+            for i, question in enumerate(questions):
                 messages = chat_messages(retriever.search(question, args.k))
                 prompt_tokens = len(llm.tokenize(json.dumps(messages).encode()))
-                b_ttft, b_times, b_text = bare_stream(llm, messages, args.max_tokens)
-                s_ttft, s_times, s_text = timed_stream(
-                    client, url, {"question": question, "k": args.k}
-                )
+
+                engine = partial(bare_stream, llm, messages, args.max_tokens)
+                stream = partial(timed_stream, client, url, {"question": question, "k": args.k})
+                if i % 2:  # who goes first alternates: neither always gets the quieter moment
+                    s_ttft, s_times, s_text = stream()
+                    b_ttft, b_times, b_text = engine()
+                else:
+                    b_ttft, b_times, b_text = engine()
+                    s_ttft, s_times, s_text = stream()
                 rows.append(
                     (question, prompt_tokens, b_ttft, s_ttft, b_times, s_times, b_text == s_text)
                 )
