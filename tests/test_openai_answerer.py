@@ -1,8 +1,7 @@
 """OPENAI_API_KEY switches answers to an OpenAI chat model; a model server that cannot be
 reached ends the answer with an ``error`` event a person can act on, while passages still flow.
 
-Streaming from a live OpenAI-compatible server (llama.cpp's) is the "Generative answers"
-issue's to test: llama-cpp-python 0.3.36 segfaults here in create_chat_completion (see there).
+Streaming from a live OpenAI-compatible server (llama-cpp-python's) is in test_llm_server.py.
 """
 
 from __future__ import annotations

@@ -41,8 +41,23 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("OPENAI_BASE_URL", "KGPT_OPENAI_BASE_URL")
     )
     llm_model: str = "gpt-4o-mini"
+    # The longest wait for the model server's first token, and then between two tokens.
     llm_timeout: float = Field(60.0, gt=0)
+    llm_connect_timeout: float = Field(5.0, gt=0)
+    # Retries of a refused or dropped connection before the first token (never of a timeout).
+    llm_retries: int = Field(2, ge=0, le=5)
     llm_max_tokens: int = Field(512, ge=1)
+    # Condensing a follow-up into a standalone question: bounded, or the caller falls back.
+    rewrite_timeout: float = Field(10.0, gt=0)
+
+    # A GGUF model run in-process by llama-cpp-python (the `gguf` extra).
+    gguf: Path | None = None
+    chat_format: str | None = None  # llama-cpp-python's name; unset: the file's own template
+    gguf_context: int = Field(4096, ge=256)
+    gguf_threads: int = Field(1, ge=1)
+    gguf_batch_threads: int = Field(2, ge=1)
+    # Requests that may wait while the one generation a process runs at a time is written.
+    gguf_queue: int = Field(4, ge=0)
 
     def resolved_corpus_dir(self) -> Path:
         return self.corpus_dir.expanduser().resolve()

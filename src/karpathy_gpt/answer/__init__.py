@@ -3,18 +3,42 @@
 from __future__ import annotations
 
 from ..config import Settings
-from .base import Answerer, AnswerError, Message
+from .admission import Admission, Ticket
+from .base import AnswerBusy, Answerer, AnswerError, Message
 
-__all__ = ["Answerer", "AnswerError", "Message", "make_answerer"]
+__all__ = [
+    "Admission",
+    "Answerer",
+    "AnswerBusy",
+    "AnswerError",
+    "Message",
+    "Ticket",
+    "choose_answerer",
+    "make_answerer",
+]
+
+CHOICES = ("extractive", "openai", "gguf")
+
+
+def choose_answerer(settings: Settings) -> str:
+    """``KGPT_ANSWERER`` if set, else openai when ``OPENAI_API_KEY`` is set, else gguf when
+    ``KGPT_GGUF`` is set, else extractive."""
+    if settings.answerer:
+        choice = settings.answerer.strip().lower()
+        if choice not in CHOICES:
+            raise ValueError(
+                f"KGPT_ANSWERER={settings.answerer!r}: choose one of {', '.join(CHOICES)}"
+            )
+        return choice
+    if settings.openai_api_key:
+        return "openai"
+    if settings.gguf:
+        return "gguf"
+    return "extractive"
 
 
 def make_answerer(settings: Settings) -> Answerer:
-    """``KGPT_ANSWERER`` if set, else OpenAI when ``OPENAI_API_KEY`` is set, else extractive."""
-    choice = (settings.answerer or ("openai" if settings.openai_api_key else "extractive")).lower()
-    if choice == "extractive":
-        from .extractive import ExtractiveAnswerer
-
-        return ExtractiveAnswerer()
+    choice = choose_answerer(settings)
     if choice == "openai":
         from .openai import OpenAIAnswerer
 
@@ -24,5 +48,25 @@ def make_answerer(settings: Settings) -> Answerer:
             base_url=settings.openai_base_url,
             timeout=settings.llm_timeout,
             max_tokens=settings.llm_max_tokens,
+            connect_timeout=settings.llm_connect_timeout,
+            retries=settings.llm_retries,
+            rewrite_timeout=settings.rewrite_timeout,
         )
-    raise ValueError(f"KGPT_ANSWERER={settings.answerer!r}: choose extractive or openai")
+    if choice == "gguf":
+        if not settings.gguf:
+            raise ValueError("KGPT_ANSWERER=gguf needs KGPT_GGUF=/path/to/model.gguf")
+        from .gguf import GGUFAnswerer
+
+        return GGUFAnswerer(
+            settings.gguf,
+            chat_format=settings.chat_format,
+            context=settings.gguf_context,
+            threads=settings.gguf_threads,
+            batch_threads=settings.gguf_batch_threads,
+            max_tokens=settings.llm_max_tokens,
+            queue=settings.gguf_queue,
+            rewrite_timeout=settings.rewrite_timeout,
+        )
+    from .extractive import ExtractiveAnswerer
+
+    return ExtractiveAnswerer()

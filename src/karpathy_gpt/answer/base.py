@@ -7,6 +7,10 @@ citation ``[n]`` in the answer points at the n-th passage.
 A conversation's earlier turns come along as ``history`` (oldest first, already bounded by the
 caller); providers with a language model may use them, and may rewrite a follow-up into a
 standalone question for retrieval (``rewrite``). Providers without one ignore both.
+
+Before streaming, an endpoint asks for a place with ``admit()`` (see ``admission``): a provider
+that can only write so many answers at once raises ``AnswerBusy`` there, which the app turns
+into a 503 with ``Retry-After`` before any response has started.
 """
 
 from __future__ import annotations
@@ -16,15 +20,15 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Literal, TypedDict
 
 from ..retrieval import Retrieval
+from .admission import UNLIMITED, Ticket
+from .errors import AnswerBusy, AnswerError
+
+__all__ = ["Answerer", "AnswerBusy", "AnswerError", "Message"]
 
 
 class Message(TypedDict):
     role: Literal["user", "assistant"]
     content: str
-
-
-class AnswerError(Exception):
-    """The provider could not answer; the message tells a person what to do about it."""
 
 
 class Answerer(ABC):
@@ -34,6 +38,11 @@ class Answerer(ABC):
     @abstractmethod
     def stream(self, retrieval: Retrieval, history: Sequence[Message] = ()) -> AsyncIterator[str]:
         """Yield the answer's tokens; raise AnswerError when the provider fails."""
+
+    def admit(self) -> Ticket:
+        """A place for one answer stream, held from ``async with ticket`` (or ``ticket.hold``)
+        until the stream ends; raises AnswerBusy when the wait queue is full."""
+        return UNLIMITED.admit()
 
     async def rewrite(self, question: str, history: Sequence[Message]) -> str | None:
         """A standalone version of a follow-up ``question``, for retrieval.

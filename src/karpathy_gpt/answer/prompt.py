@@ -32,3 +32,42 @@ def chat_messages(retrieval: Retrieval, history: Sequence[Message] = ()) -> list
         *({"role": m["role"], "content": m["content"]} for m in history),
         {"role": "user", "content": f"{context_block(retrieval)}\n\n{question}"},
     ]
+
+
+REWRITE_SYSTEM = (
+    "Rewrite the user's follow-up question as one standalone question that can be understood "
+    "without the conversation. Keep its meaning and the names it refers to. Reply with the "
+    "question only."
+)
+#: Each earlier turn is cut to its last this-many characters: the rewrite prompt stays short.
+REWRITE_TURN_CHARS = 600
+#: Room for one question; the rewrite is cut off there.
+REWRITE_MAX_TOKENS = 80
+
+
+def rewrite_messages(question: str, history: Sequence[Message]) -> list[dict[str, str]]:
+    """A short prompt asking for ``question`` made standalone, given the conversation."""
+    turns = "\n".join(
+        f"{'User' if m['role'] == 'user' else 'Assistant'}: {m['content'][-REWRITE_TURN_CHARS:]}"
+        for m in history
+    )
+    return [
+        {"role": "system", "content": REWRITE_SYSTEM},
+        {
+            "role": "user",
+            "content": f"Conversation:\n{turns}\n\nFollow-up question: {question}\n"
+            "Standalone question:",
+        },
+    ]
+
+
+def standalone_question(reply: str, max_chars: int = 500) -> str | None:
+    """The question in a model's rewrite reply, or None if the reply holds none."""
+    for line in reply.strip().splitlines():
+        text = line.strip().strip('"').strip()
+        for label in ("standalone question:", "question:"):
+            if text.lower().startswith(label):
+                text = text[len(label) :].strip().strip('"').strip()
+        if text:
+            return text[:max_chars]
+    return None

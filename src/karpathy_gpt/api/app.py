@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..answer import AnswerBusy
 from ..config import Settings, get_settings
 from . import legacy, openai_compat, page
 from .service import Service, get_service
@@ -56,6 +57,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_exception_handler(StarletteHTTPException, openai_compat.http_error)
     app.add_exception_handler(openai_compat.ChatError, openai_compat.chat_error)
+
+    @app.exception_handler(AnswerBusy)
+    async def answer_busy(request: Request, exc: AnswerBusy) -> JSONResponse:
+        """Every answer endpoint's "full": raised by Service.admit_answer before streaming."""
+        return JSONResponse(
+            status_code=503,
+            content={"detail": str(exc)},
+            headers={"Retry-After": str(exc.retry_after)},
+        )
 
     @app.get("/healthz", summary="Liveness and what is loaded")
     async def healthz(service: Annotated[Service, Depends(get_service)]) -> dict:

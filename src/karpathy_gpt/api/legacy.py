@@ -2,7 +2,9 @@
 
 /karpathy-docs sends one event per retrieved passage, /karpathy-stream one event per answer
 token; both finish with ``event: end`` / ``data: DONE``. A failing answer provider ends the
-answer stream with ``event: error`` and a JSON message instead.
+answer stream with ``event: error`` and a JSON message instead. An answerer with no room left
+(its wait queue is full) makes /karpathy-stream a 503 with ``Retry-After``, decided before the
+stream starts (answer/admission.py).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 
-from ..answer import AnswerError
+from ..answer import AnswerError, Ticket
 from ..retrieval import Retrieval
 from ..store import Hit
 from .requests import Ask, read_ask
@@ -46,7 +49,10 @@ ASK_BODY = {
             )
         },
     },
-    "responses": {"200": {"content": {"text/event-stream": {}}}},
+    "responses": {
+        "200": {"content": {"text/event-stream": {}}},
+        "503": {"description": "/karpathy-stream only: the model is busy; see Retry-After"},
+    },
 }
 
 END = ServerSentEvent(event="end", data="DONE")
@@ -88,13 +94,25 @@ async def karpathy_docs(body: AskDep, service: ServiceDep) -> EventSourceRespons
 
 @router.post("/karpathy-stream", openapi_extra=ASK_BODY, summary="The answer as SSE tokens")
 async def karpathy_stream(body: AskDep, service: ServiceDep) -> EventSourceResponse:
-    retrieval = await service.retrieve(body.question, body.k)
-    return EventSourceResponse(answer_events(service, retrieval), ping=15)
-
-
-async def answer_events(service: Service, retrieval: Retrieval) -> AsyncIterator[ServerSentEvent]:
+    ticket = service.admit_answer()  # AnswerBusy: a 503 (api/app.py)
     try:
-        async for token in service.answerer.stream(retrieval):
+        retrieval = await service.retrieve(body.question, body.k)
+    except BaseException:
+        ticket.release()
+        raise
+    return EventSourceResponse(
+        answer_events(service, retrieval, ticket),
+        ping=15,
+        background=BackgroundTask(ticket.release),
+    )
+
+
+async def answer_events(
+    service: Service, retrieval: Retrieval, ticket: Ticket | None = None
+) -> AsyncIterator[ServerSentEvent]:
+    tokens = service.answerer.stream(retrieval)
+    try:
+        async for token in ticket.hold(tokens) if ticket else tokens:
             yield ServerSentEvent(data=token)
     except AnswerError as exc:
         log.warning("answer provider failed: %s", exc)

@@ -41,9 +41,10 @@ from pydantic import (
     field_validator,
 )
 from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..answer import AnswerError, Message
+from ..answer import AnswerBusy, AnswerError, Message
 from ..conversation import bound_history, retrieval_query
 from ..retrieval import Retrieval
 from ..store import Hit
@@ -301,11 +302,27 @@ async def chat_completions(request: Request, service: ServiceDep) -> Response:
     _check_model(chat.model, service)
     question, history = conversation(chat, settings.max_question_chars)
     history = bound_history(history, settings.history_messages)
-    # Admission belongs here, once, before anything asks the model (the follow-up's rewrite
-    # does, then the answer): a busy answerer is refused with 503 + Retry-After while no
-    # response has started, and the place it grants is held by ``tokens`` until they end.
-    retrieval = await retrieve(service, question, history, chat.k or settings.default_k)
-    tokens = service.answerer.stream(retrieval, history)
+    # Admitted before anything asks the model: a busy answerer is a 503 + Retry-After while no
+    # response has started. A follow-up's rewrite asks the model too, so then the slot is taken
+    # first and held through the answer (the gguf model writes one thing at a time).
+    try:
+        ticket = service.admit_answer()
+    except AnswerBusy as exc:
+        raise ChatError(
+            503,
+            str(exc),
+            "server_error",
+            code="busy",
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from exc
+    try:
+        if history:
+            await ticket.__aenter__()
+        retrieval = await retrieve(service, question, history, chat.k or settings.default_k)
+    except BaseException:
+        ticket.release()
+        raise
+    tokens = ticket.hold(service.answerer.stream(retrieval, history))
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": chat.model}
     sources = [source(hit, n) for n, hit in enumerate(retrieval.hits, start=1)]
     if chat.stream:
@@ -314,8 +331,12 @@ async def chat_completions(request: Request, service: ServiceDep) -> Response:
             sep="\n",
             ping=15,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            background=BackgroundTask(ticket.release),
         )
-    return JSONResponse(await completion(tokens, head, sources))
+    try:
+        return JSONResponse(await completion(tokens, head, sources))
+    finally:
+        ticket.release()
 
 
 async def retrieve(service: Service, question: str, history: list[Message], k: int) -> Retrieval:

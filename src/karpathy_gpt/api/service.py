@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from ..answer import Answerer, make_answerer
+from ..answer import Answerer, Ticket, make_answerer
 from ..config import Settings
 from ..corpus import CorpusError
 from ..embedding import Embedder
@@ -52,6 +52,14 @@ class Service:
             service.answerer.name,
         )
         return service
+
+    def admit_answer(self) -> Ticket:
+        """A place for one answer stream; raises AnswerBusy (-> 503) when there is none.
+
+        Every endpoint that streams an answer calls this before its response starts (see
+        answer/admission.py). A per-process cap for all providers belongs here too.
+        """
+        return self.answerer.admit()
 
     async def retrieve(self, question: str, k: int) -> Retrieval:
         """Search off the event loop: every endpoint retrieves through here."""

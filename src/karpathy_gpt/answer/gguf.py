@@ -1,0 +1,254 @@
+"""A GGUF model run in-process by llama-cpp-python (``KGPT_GGUF=/path/model.gguf``).
+
+llama.cpp is not safe to use from two threads at once and a CPU has room for one generation,
+so the model lives on one worker thread: every generation (answers and rewrites) is a job on
+that thread, and jobs run one after another. Requests wait for the model through
+``admission``: one answer is written at a time, ``queue`` more may wait, and any further one
+gets AnswerBusy (a 503 with Retry-After) before its response starts.
+
+Tokens cross from the worker thread to the event loop through an asyncio queue, so the loop is
+never blocked. When the consumer stops (the client disconnected, a timeout), the job's cancel
+flag is set: the token loop checks it after every token, and llama.cpp's abort callback checks
+it during prompt evaluation (a long prompt on a CPU takes seconds), so the model is free for
+the next request within a token's time.
+
+Threads: ``n_threads=1`` for generation and ``n_threads_batch=2`` for prompt evaluation was the
+only setting measured here that stays fast while anything else uses a core (two generation
+threads fell to 2-3 tokens/s under load).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
+from pathlib import Path
+
+from ..retrieval import Retrieval
+from .admission import Admission, Ticket
+from .base import Answerer, AnswerError, Message
+from .prompt import REWRITE_MAX_TOKENS, chat_messages, rewrite_messages, standalone_question
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+class GGUFAnswerer(Answerer):
+    def __init__(
+        self,
+        model_path: Path | str,
+        chat_format: str | None = None,
+        context: int = 4096,
+        threads: int = 1,
+        batch_threads: int = 2,
+        max_tokens: int = 512,
+        queue: int = 4,
+        rewrite_timeout: float = 10.0,
+    ):
+        llama_cpp = _import_llama_cpp()
+        path = Path(model_path).expanduser()
+        if not path.is_file():
+            raise ValueError(f"KGPT_GGUF={path}: no such file; point it at a .gguf model file")
+        if chat_format:
+            _check_chat_format(chat_format)
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=context,
+                n_threads=threads,
+                n_threads_batch=batch_threads,
+                chat_format=chat_format,
+                verbose=False,
+            )
+        except ValueError as exc:
+            raise ValueError(f"KGPT_GGUF={path}: llama.cpp cannot load it ({exc})") from exc
+        if not chat_format and "tokenizer.chat_template" not in self.llm.metadata:
+            self.llm.close()
+            raise ValueError(
+                f"{path.name} has no chat template: set KGPT_CHAT_FORMAT to the model's format "
+                "(chatml, gemma, llama-3, mistral-instruct, ...)"
+            )
+        self.name = path.name.removesuffix(".gguf")
+        self.max_tokens = max_tokens
+        self.rewrite_timeout = rewrite_timeout
+        self.admission = Admission(slots=1, queue=queue, what=self.name, setting="KGPT_GGUF_QUEUE")
+        self._engine = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gguf")
+        self._jobs = 0  # submitted and not yet finished
+        self._cancel: threading.Event | None = None  # the running job's flag
+
+        def abort(_data: ctypes.c_void_p) -> bool:
+            cancel = self._cancel
+            return cancel is not None and cancel.is_set()
+
+        # Kept on self: llama.cpp holds only the raw pointer. Without the context handle (a
+        # future llama-cpp-python), generation still stops at the next token.
+        self._abort = llama_cpp.ggml_abort_callback(abort)
+        self._no_abort = ctypes.cast(None, llama_cpp.ggml_abort_callback)
+        self._context_handle = getattr(getattr(self.llm, "_ctx", None), "ctx", None)
+        self._set_abort = llama_cpp.llama_set_abort_callback
+        self._abort_on = False
+        log.info("loaded %s (%s, context %d)", path, self.llm.chat_format, context)
+
+    @property
+    def generating(self) -> bool:
+        """Whether the model thread has a job (running or queued behind the running one)."""
+        return self._jobs > 0
+
+    def admit(self) -> Ticket:
+        return self.admission.admit()
+
+    async def stream(
+        self, retrieval: Retrieval, history: Sequence[Message] = ()
+    ) -> AsyncIterator[str]:
+        async with aclosing(
+            self._generate(chat_messages(retrieval, history), self.max_tokens)
+        ) as tokens:
+            async for token in tokens:
+                yield token
+
+    async def rewrite(self, question: str, history: Sequence[Message]) -> str | None:
+        """The follow-up made standalone, or None if the model is busy past the time allowed.
+
+        Rewrites run on the same model thread as answers: called while holding an admitted
+        ticket, one starts at once; otherwise it waits behind the answer being written.
+        """
+        if not history:
+            return question
+        try:
+            async with asyncio.timeout(self.rewrite_timeout):
+                generated = self._generate(rewrite_messages(question, history), REWRITE_MAX_TOKENS)
+                async with aclosing(generated) as tokens:
+                    reply = "".join([token async for token in tokens])
+        except TimeoutError:
+            log.warning(
+                "rewriting the follow-up took over %g s; using it as asked", self.rewrite_timeout
+            )
+            return None
+        except AnswerError as exc:
+            log.warning("could not rewrite the follow-up: %s", exc)
+            return None
+        return standalone_question(reply)
+
+    async def _generate(
+        self, messages: list[dict[str, str]], max_tokens: int
+    ) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        tokens: asyncio.Queue = asyncio.Queue()
+        cancel = threading.Event()
+
+        def put(item: object) -> None:
+            _call_soon(loop, tokens.put_nowait, item)
+
+        self._jobs += 1
+        job = self._engine.submit(self._run, messages, max_tokens, cancel, put)
+        job.add_done_callback(lambda _: _call_soon(loop, self._job_done))
+        try:
+            while True:
+                item = await tokens.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise self._error(item) from item
+                yield item
+        finally:
+            cancel.set()  # no await here: a cancelled task must not wait for the thread
+
+    def _job_done(self) -> None:
+        self._jobs -= 1
+
+    def _run(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        cancel: threading.Event,
+        put: Callable[[object], None],
+    ) -> None:
+        """On the model thread: generate, handing each token to ``put`` until told to stop."""
+        if cancel.is_set():
+            return put(_END)
+        self._cancel = cancel
+        self._abort_checks(True)
+        try:
+            chunks = self.llm.create_chat_completion(
+                messages=messages, stream=True, temperature=0, max_tokens=max_tokens
+            )
+            try:
+                for chunk in chunks:
+                    self._abort_checks(False)  # the prompt is evaluated: the loop checks now
+                    if cancel.is_set():
+                        break
+                    text = chunk["choices"][0]["delta"].get("content")
+                    if text:
+                        put(text)
+            finally:
+                chunks.close()
+            put(_END)
+        except Exception as exc:
+            # An abort during prompt evaluation surfaces as "llama_decode returned 2".
+            put(_END if cancel.is_set() else exc)
+        finally:
+            self._abort_checks(False)
+            self._cancel = None
+
+    def _abort_checks(self, on: bool) -> None:
+        """llama.cpp's abort callback, on only while the prompt is evaluated.
+
+        The callback runs dozens of times per token and takes the GIL each time; during
+        generation the event loop thread wants the GIL to send tokens, and the per-token check
+        in the loop is enough there.
+        """
+        if self._context_handle is not None and self._abort_on != on:
+            self._set_abort(self._context_handle, self._abort if on else self._no_abort, None)
+            self._abort_on = on
+
+    def _error(self, exc: BaseException) -> AnswerError:
+        text = str(exc)
+        if "exceed context window" in text:
+            return AnswerError(
+                f"{text[0].lower()}{text[1:]}: ask for fewer passages (k), or raise "
+                "KGPT_GGUF_CONTEXT if the model allows a longer context"
+            )
+        return AnswerError(f"the model {self.name} failed: {text or type(exc).__name__}")
+
+    async def aclose(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+        self._engine.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(self._engine.shutdown, wait=True)
+        self.llm.close()
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable, *args: object) -> None:
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:  # the loop has closed (shutdown): nobody is listening any more
+        pass
+
+
+def _import_llama_cpp():
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise ValueError(
+            "KGPT_GGUF needs llama-cpp-python: pip install -e '.[gguf]' "
+            "(it compiles llama.cpp, ~9 minutes on 2 cores)"
+        ) from exc
+    return llama_cpp
+
+
+def _check_chat_format(name: str) -> None:
+    from llama_cpp import llama_chat_format
+
+    registry = llama_chat_format.LlamaChatCompletionHandlerRegistry()
+    try:
+        registry.get_chat_completion_handler_by_name(name)
+    except Exception as exc:  # LlamaChatCompletionHandlerNotFoundException
+        known = ", ".join(sorted(registry._chat_handlers))
+        raise ValueError(
+            f"KGPT_CHAT_FORMAT={name!r} is not a llama-cpp-python chat format; known: {known}"
+        ) from exc

@@ -1,0 +1,99 @@
+"""Admission's bookkeeping: slots, the wait queue, AnswerBusy beyond it, and every way a ticket
+ends (finished, abandoned while waiting, abandoned mid-stream, never started) giving its place
+back exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from karpathy_gpt.answer import Admission, AnswerBusy, AnswerError
+from karpathy_gpt.answer.admission import UNLIMITED
+
+
+def test_one_slot_one_waiting_then_busy_with_a_retry_estimate():
+    async def run() -> None:
+        admission = Admission(slots=1, queue=1, what="tiny.gguf", setting="KGPT_GGUF_QUEUE")
+        first, second = admission.admit(), admission.admit()
+        with pytest.raises(AnswerBusy) as busy:
+            admission.admit()
+        assert isinstance(busy.value, AnswerError)
+        assert busy.value.retry_after >= 1
+        assert "tiny.gguf is busy" in str(busy.value) and "KGPT_GGUF_QUEUE=1" in str(busy.value)
+
+        await first.__aenter__()
+        assert (admission.running, admission.waiting) == (1, 1)
+        entered = asyncio.Event()
+
+        async def wait_for_slot() -> None:
+            async with second:
+                entered.set()
+
+        waiter = asyncio.create_task(wait_for_slot())
+        await asyncio.sleep(0.05)
+        assert not entered.is_set()  # the slot is taken
+        first.release()
+        first.release()  # a second release changes nothing
+        await asyncio.wait_for(waiter, 1)
+        assert entered.is_set() and (admission.running, admission.waiting) == (0, 0)
+        admission.admit(), admission.admit()  # both places are free again
+
+    asyncio.run(run())
+
+
+def test_a_stream_abandoned_while_waiting_or_midway_gives_its_place_back():
+    async def tokens():
+        for token in ("a", "b", "c"):
+            await asyncio.sleep(0.01)
+            yield token
+
+    async def run() -> None:
+        admission = Admission(slots=1, queue=1)
+        holder = admission.admit()
+        await holder.__aenter__()
+
+        waiting = admission.admit()
+        task = asyncio.create_task(anext(waiting.hold(tokens())))
+        await asyncio.sleep(0.05)
+        task.cancel()  # the client left while waiting for the model
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        holder.release()
+        assert (admission.running, admission.waiting) == (0, 0)
+
+        midway = admission.admit()
+        stream = midway.hold(tokens())
+        assert await anext(stream) == "a" and admission.running == 1
+        await stream.aclose()  # the client left mid-answer
+        assert (admission.running, admission.waiting) == (0, 0)
+
+        never_started = admission.admit()
+        never_started.release()  # what the response's background task does
+        assert admission.waiting == 0
+        finished = admission.admit()
+        assert [t async for t in finished.hold(tokens())] == ["a", "b", "c"]
+        finished.release()
+        assert (admission.running, admission.waiting) == (0, 0)
+
+    asyncio.run(run())
+
+
+def test_retry_after_follows_how_long_answers_held_their_slot():
+    async def run() -> int:
+        admission = Admission(slots=1, queue=0)
+        for _ in range(8):
+            async with admission.admit():
+                await asyncio.sleep(0.01)
+        admission.admit()
+        with pytest.raises(AnswerBusy) as busy:
+            admission.admit()
+        return busy.value.retry_after
+
+    assert asyncio.run(run()) == 1  # ~10 ms answers: retry in a second, not the first guess
+
+
+def test_unlimited_admits_everyone():
+    tickets = [UNLIMITED.admit() for _ in range(1000)]
+    for ticket in tickets:
+        ticket.release()
