@@ -97,7 +97,10 @@ def test_health_welcome_and_docs_stay_public(guarded):
     health = httpx.get(guarded.url + "/healthz")
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert httpx.get(guarded.url + "/").status_code == 200
-    assert httpx.get(guarded.url + "/openapi.json").status_code == 200
+    spec = httpx.get(guarded.url + "/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+    assert spec["paths"]["/karpathy-stream"]["post"]["security"] == [{"bearer": []}]
+    assert "security" not in spec["paths"]["/healthz"]["get"]
     assert httpx.get(guarded.url + "/docs").status_code == 200
     # Public means read-only: a POST to a public path is not let through.
     assert httpx.post(guarded.url + "/healthz").status_code == 401
@@ -170,11 +173,13 @@ def test_secrets_and_questions_stay_out_of_the_log_and_the_errors(guarded):
         replies.append(reply.text)
     for key in ("wrong", KEYS[0] + "0", OPENAI_KEY):
         replies.append(httpx.post(guarded.url + "/karpathy-docs", headers=bearer(key)).text)
-    replies.append(httpx.get(guarded.url + "/healthz").text)
+    # A key pasted into a URL reaches the access log, masked.
+    replies.append(httpx.get(guarded.url + "/healthz", params={"key": KEYS[1]}).text)
 
     log = guarded.log_path.read_text()
     assert "answer provider failed" in log, "the failure itself is logged"
     assert "API keys required (2 configured)" in log
+    assert '"GET /healthz?key=*** HTTP/1.1" 200' in log
     for secret in (*KEYS, OPENAI_KEY):
         assert secret not in log
         assert all(secret not in reply for reply in replies)

@@ -9,6 +9,7 @@ and passages are logged only at ``debug`` level, by the loggers under ``karpathy
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from .config import Settings
@@ -36,17 +37,23 @@ def redact(text: str) -> str:
 
 
 class RedactSecrets(logging.Filter):
-    """Rewrites a record's message (and its traceback text) with the secrets masked."""
+    """Masks the secrets in a record's message, arguments and traceback text.
+
+    Arguments stay arguments (uvicorn's access formatter reads them as a tuple); one whose text
+    holds a secret, an exception say, is replaced by that text masked.
+    """
 
     _formatter = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not _secrets:
             return True
-        message = record.getMessage()
-        masked = redact(message)
-        if masked != message:
-            record.msg, record.args = masked, None
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(_masked(arg) for arg in record.args)
+        elif isinstance(record.args, Mapping):
+            record.args = {key: _masked(arg) for key, arg in record.args.items()}
         if record.exc_info and not record.exc_text:
             record.exc_text = self._formatter.formatException(record.exc_info)
         if record.exc_text:
@@ -54,6 +61,14 @@ class RedactSecrets(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
+
+
+def _masked(arg: object) -> object:
+    if isinstance(arg, int | float | bool | None):
+        return arg
+    text = str(arg)
+    masked = redact(text)
+    return arg if masked == text else masked
 
 
 def configure_logging(settings: Settings) -> None:

@@ -16,7 +16,7 @@ from .. import __version__
 from ..config import Settings, get_settings
 from ..logs import configure_logging
 from . import legacy
-from .auth import BearerAuth
+from .auth import BearerAuth, describe_bearer_auth
 from .service import Service, get_service
 
 log = logging.getLogger("karpathy_gpt")
@@ -77,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok", "chunks": service.chunks, "answerer": service.answerer.name}
 
     app.include_router(legacy.router)
+    if settings.api_key_list():
+        describe_bearer_auth(app)
     return app
 
 

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 
+from fastapi import FastAPI
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -64,3 +65,22 @@ class BearerAuth:
         # Every key is compared, matched or not: the time taken says nothing about which.
         matches = [hmac.compare_digest(offered, key) for key in self._digests]
         return scheme.lower() == b"bearer" and any(matches)
+
+
+def describe_bearer_auth(app: FastAPI) -> None:
+    """Say in the OpenAPI description that operations need the token (/docs then offers it)."""
+    describe = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = describe()  # FastAPI's own, cached on the app
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"}
+            }
+            for path, operations in schema.get("paths", {}).items():
+                for method, operation in operations.items():
+                    if not is_public(method.upper(), path):
+                        operation["security"] = [{"bearer": []}]
+        return app.openapi_schema
+
+    app.openapi = openapi
