@@ -6,9 +6,9 @@ OPENAI_API_KEY (its model server is down, so answers end in an error event), one
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-import sys
 
 import httpx
 import pytest
@@ -201,27 +201,33 @@ def test_debug_logging_shows_questions_and_passages(index_dir, output_dir):
     assert "zebra-striped" in log and "(k=3)" in log
 
 
-def test_the_log_filter_masks_secrets_in_messages_and_tracebacks(capfd):
+def test_the_log_filter_masks_secrets_in_messages_and_tracebacks():
     settings = Settings(
         api_keys=",".join(KEYS),
-        openai_api_key=OPENAI_KEY,
+        OPENAI_API_KEY=OPENAI_KEY,
         database_url="postgresql://kgpt:pg-pass-5e6f7a@db.internal:5432/kgpt",
     )
     assert set(secrets_of(settings)) == {*KEYS, OPENAI_KEY, "pg-pass-5e6f7a"}
-    configure_logging(settings)
-    log = logging.getLogger("karpathy_gpt.test")
+    printed = io.StringIO()
+    handler = logging.StreamHandler(printed)
+    ours = logging.getLogger("karpathy_gpt")
+    ours.addHandler(handler)
     try:
-        raise RuntimeError(f"upstream said: bad key {OPENAI_KEY}")
-    except RuntimeError:
-        log.exception("connecting to %s failed", settings.database_url)
-    log.warning("offered %s", KEYS[1])
-    sys.stderr.flush()
-    printed = capfd.readouterr().err
-    assert "connecting to postgresql://kgpt:***@db.internal" in printed
-    assert "RuntimeError: upstream said: bad key ***" in printed
-    assert "offered ***" in printed
-    assert not any(secret in printed for secret in secrets_of(settings))
-    assert redact(f"x{KEYS[0]}y") == "x***y"
-    assert any(
-        isinstance(f, RedactSecrets) for f in logging.getLogger("karpathy_gpt").handlers[0].filters
-    )
+        configure_logging(settings)  # the filter goes on every handler, this one too
+        assert any(isinstance(f, RedactSecrets) for f in handler.filters)
+        log = logging.getLogger("karpathy_gpt.test")
+        try:
+            raise RuntimeError(f"upstream said: bad key {OPENAI_KEY}")
+        except RuntimeError:
+            log.exception("connecting to %s failed", settings.database_url)
+        log.warning("offered %s", KEYS[1])
+        log.warning("refused %s", ValueError(KEYS[0]))
+    finally:
+        ours.removeHandler(handler)
+        configure_logging(Settings())
+    text = printed.getvalue()
+    assert "connecting to postgresql://kgpt:***@db.internal" in text
+    assert "RuntimeError: upstream said: bad key ***" in text
+    assert "offered ***" in text and "refused ***" in text
+    assert not any(secret in text for secret in secrets_of(settings))
+    assert redact(f"x{KEYS[0]}y") == f"x{KEYS[0]}y", "no secrets configured any more"

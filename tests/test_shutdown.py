@@ -114,6 +114,12 @@ def test_sigterm_mid_answer_refuses_new_connections_and_ends_the_stream(
     srv.stop()
 
     assert signalled is not None, f"the answer ended before the signal: {events}"
+    print(
+        f"SIGTERM after 3 tokens, {len(events) - 4} more before the farewell; refused new "
+        f"connections after "
+        f"{refusal.get('refused_after', float('nan')) - signalled:.2f}s, stream ended after "
+        f"{ended - signalled:.2f}s, process exited after {exited - signalled:.2f}s"
+    )
     assert all(event == "message" for event, _ in events[:-1])
     last_event, last_data = events[-1]
     assert last_event == "error", events[-5:]
