@@ -150,6 +150,39 @@ BAD_REQUESTS = [
     ),
     ("huge body", {"data": {"question": "x" * 200_000}}, 413),
     ("no body", {}, 422),
+    ("k superscript digit", {"data": {"question": "tanh", "k": "\u00b2"}}, 422),
+    ("k arabic digit", {"data": {"question": "tanh", "k": "\u0663"}}, 422),
+    ("k 5000 digits", {"data": {"question": "tanh", "k": "1" * 5000}}, 422),
+    (
+        "json k 5000 digits",
+        {
+            "content": b'{"question": "tanh", "k": ' + b"1" * 5000 + b"}",
+            "headers": {"content-type": "application/json"},
+        },
+        422,
+    ),
+    ("json k float", {"json": {"question": "tanh", "k": 3.0}}, 422),
+    ("json k bool", {"json": {"question": "tanh", "k": True}}, 422),
+    ("json question list", {"json": {"question": ["tanh"]}}, 422),
+    (
+        "json nested 50000 deep",
+        {"content": b"[" * 50_000, "headers": {"content-type": "application/json"}},
+        422,
+    ),
+    (
+        "json lone surrogate",
+        {
+            "content": b'{"question": "tanh \\ud800"}',
+            "headers": {"content-type": "application/json"},
+        },
+        422,
+    ),
+    (
+        "multipart no boundary",
+        {"content": b"question=hi", "headers": {"content-type": "multipart/form-data"}},
+        400,
+    ),
+    ("question as a file", {"files": {"question": ("q.txt", b"tanh", "text/plain")}}, 422),
 ]
 
 
@@ -175,3 +208,11 @@ def test_cors_is_open_by_default(server):
     )
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] in ("*", "https://example.org")
+
+
+@pytest.mark.parametrize("endpoint", ["/karpathy-docs", "/karpathy-stream"])
+def test_wrong_method_and_unknown_paths_answer_json(server, endpoint):
+    response = httpx.get(server.url + endpoint)
+    assert response.status_code == 405 and response.json()["detail"]
+    missing = httpx.post(server.url + endpoint + "-nope", data={"question": "tanh"})
+    assert missing.status_code == 404 and missing.json()["detail"]

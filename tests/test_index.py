@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, VENV_BIN, base_env
+from conftest import CORPUS, VENV_BIN, base_env, passages, post_sse
 
 from karpathy_gpt.config import Settings
 from karpathy_gpt.embedding import Embedder
@@ -138,8 +138,11 @@ def test_kill_9_during_ingest_leaves_the_previous_index_in_use(server, index_dir
     assert b"index ready" not in output
     proc.wait(10)
     assert (path / "meta.json").read_bytes() == meta_before
+    _, events = post_sse(server.url + "/karpathy-docs", data={"question": "What is makemore"})
+    assert len(passages(events)) == 3, "the running server keeps serving the previous index"
+    embedder = Embedder()  # (loading the model is not loading the index)
     started = time.perf_counter()
-    store = open_index(settings, Embedder())
+    store = open_index(settings, embedder)
     assert time.perf_counter() - started < 1.0, "the old index should load, not be rebuilt"
     assert len(store) > 500
 

@@ -99,8 +99,17 @@ def serve(
     """Serve the API (builds the index first if it is missing)."""
     import uvicorn
 
-    # The factory (not karpathy_app.py) so it runs from any working directory.
-    uvicorn.run("karpathy_gpt.api:create_app", factory=True, host=host, port=port, workers=workers)
+    # The factory (not karpathy_app.py) so it runs from any working directory. On SIGTERM open
+    # answer streams end themselves within seconds (api/streaming.py); anything else still
+    # open after the timeout is cut, so a stuck client cannot hold a deploy up.
+    uvicorn.run(
+        "karpathy_gpt.api:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        timeout_graceful_shutdown=10,
+    )
 
 
 @app.command()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +29,10 @@ class Settings(BaseSettings):
     default_k: int = Field(3, ge=1, le=20)
     max_question_chars: int = Field(2000, ge=1)
     cors_origins: str = "*"
+    # Comma-separated bearer tokens; unset or empty leaves the API open, as the original was.
+    api_keys: SecretStr | None = None
+    # debug also logs questions and retrieved passages; info and above never do.
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # /v1: the model name OpenAI clients pick, and how much of a conversation is kept.
     model_name: str = Field("karpathy-gpt", min_length=1, max_length=100)
@@ -58,6 +63,15 @@ class Settings(BaseSettings):
     gguf_batch_threads: int = Field(2, ge=1)
     # Requests that may wait while the one generation a process runs at a time is written.
     gguf_queue: int = Field(4, ge=0)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    def api_key_list(self) -> list[str]:
+        raw = self.api_keys.get_secret_value() if self.api_keys else ""
+        return [key.strip() for key in raw.split(",") if key.strip()]
 
     def resolved_corpus_dir(self) -> Path:
         return self.corpus_dir.expanduser().resolve()

@@ -1,4 +1,4 @@
-"""Builds the FastAPI app: the service started in the lifespan, CORS, routes, JSON errors."""
+"""Builds the FastAPI app: the service started in the lifespan, auth, CORS, routes, JSON errors."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..answer import AnswerBusy
 from ..config import Settings, get_settings
+from ..logs import configure_logging
 from . import legacy, openai_compat, page
+from .auth import BearerAuth, describe_bearer_auth
 from .service import Service, get_service
 
 log = logging.getLogger("karpathy_gpt")
@@ -27,7 +29,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        _configure_logging()
+        configure_logging(settings)
+        if settings.api_key_list():
+            log.info("API keys required (%d configured)", len(settings.api_key_list()))
         app.state.service = await run_in_threadpool(Service.start, settings)
         try:
             yield
@@ -43,12 +47,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Questions answered from Andrej Karpathy's Zero to Hero lectures, offline.",
         lifespan=lifespan,
     )
+    if settings.api_key_list():
+        app.add_middleware(BearerAuth, keys=settings.api_key_list())
+    # Added last, so outermost: preflights are answered before auth, and 401s carry CORS headers.
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     app.add_middleware(
         CORSMiddleware,
         allow_origins=origins,
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["*"],
+        expose_headers=["Retry-After"],
     )
 
     @app.exception_handler(RequestValidationError)
@@ -67,6 +75,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers={"Retry-After": str(exc.retry_after)},
         )
 
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        # The traceback goes to the log (uvicorn prints it, secrets masked); the client gets JSON.
+        return JSONResponse(
+            status_code=500, content={"detail": "internal error; see the server log"}
+        )
+
     @app.get("/healthz", summary="Liveness and what is loaded")
     async def healthz(service: Annotated[Service, Depends(get_service)]) -> dict:
         return {"status": "ok", "chunks": service.chunks, "answerer": service.answerer.name}
@@ -75,6 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai_compat.router)
     app.include_router(page.router)
     page.mount_assets(app)
+    if settings.api_key_list():
+        describe_bearer_auth(app)
     return app
 
 
@@ -82,11 +99,3 @@ def _plain(exc: RequestValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in exc.errors()
     )
-
-
-def _configure_logging() -> None:
-    if not log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)

@@ -19,14 +19,17 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
 from ..answer import AnswerError, Ticket
+from ..logs import redact
 from ..retrieval import Retrieval
 from ..store import Hit
 from .requests import Ask, read_ask
 from .service import Service, get_service
+from .streaming import event_stream
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
+QUESTION_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": r"\S"}
 ASK_BODY = {
     "requestBody": {
         "required": True,
@@ -34,9 +37,10 @@ ASK_BODY = {
             content_type: {
                 "schema": {
                     "type": "object",
+                    "anyOf": [{"required": ["question"]}, {"required": ["query"]}],
                     "properties": {
-                        "question": {"type": "string", "maxLength": 2000},
-                        "query": {"type": "string", "description": "alias of question"},
+                        "question": QUESTION_SCHEMA,
+                        "query": {**QUESTION_SCHEMA, "description": "alias of question"},
                         "k": {"type": "integer", "minimum": 1, "maximum": 20, "default": 3},
                         "format": {"type": "string", "enum": ["json", "text"]},
                     },
@@ -89,7 +93,7 @@ async def karpathy_docs(body: AskDep, service: ServiceDep) -> EventSourceRespons
             yield ServerSentEvent(data=data)
         yield END
 
-    return EventSourceResponse(events(), ping=15)
+    return event_stream(events())
 
 
 @router.post("/karpathy-stream", openapi_extra=ASK_BODY, summary="The answer as SSE tokens")
@@ -100,10 +104,8 @@ async def karpathy_stream(body: AskDep, service: ServiceDep) -> EventSourceRespo
     except BaseException:
         ticket.release()
         raise
-    return EventSourceResponse(
-        answer_events(service, retrieval, ticket),
-        ping=15,
-        background=BackgroundTask(ticket.release),
+    return event_stream(
+        answer_events(service, retrieval, ticket), background=BackgroundTask(ticket.release)
     )
 
 
@@ -116,7 +118,7 @@ async def answer_events(
             yield ServerSentEvent(data=token)
     except AnswerError as exc:
         log.warning("answer provider failed: %s", exc)
-        yield ServerSentEvent(event="error", data=json.dumps({"message": str(exc)}))
+        yield ServerSentEvent(event="error", data=json.dumps({"message": redact(str(exc))}))
         return
     except Exception:
         log.exception("answering failed")

@@ -40,17 +40,18 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..answer import AnswerBusy, AnswerError, Message
 from ..conversation import bound_history, retrieval_query
+from ..logs import redact
 from ..retrieval import Retrieval
 from ..store import Hit
 from ..store.base import DatabaseError
 from .requests import read_capped
 from .service import Service, get_service
+from .streaming import SHUTTING_DOWN_MESSAGE, event_stream
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
@@ -326,10 +327,10 @@ async def chat_completions(request: Request, service: ServiceDep) -> Response:
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": chat.model}
     sources = [source(hit, n) for n, hit in enumerate(retrieval.hits, start=1)]
     if chat.stream:
-        return EventSourceResponse(
+        return event_stream(
             completion_events(tokens, head, sources),
+            farewell=_event(error_body(SHUTTING_DOWN_MESSAGE, "server_error", code="shutdown")),
             sep="\n",
-            ping=15,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             background=BackgroundTask(ticket.release),
         )
@@ -354,7 +355,7 @@ async def completion(tokens: AsyncIterator[str], head: dict, sources: list[dict]
         text = "".join([token async for token in tokens])
     except AnswerError as exc:
         log.warning("answer provider failed: %s", exc)
-        raise ChatError(502, str(exc), "api_error", code="answerer_failed") from exc
+        raise ChatError(502, redact(str(exc)), "api_error", code="answerer_failed") from exc
     except Exception as exc:
         log.exception("answering failed")
         message = "internal error while answering; see the server log"
@@ -380,7 +381,7 @@ async def completion_events(
             yield _chunk(head, chat_completion_chunk.ChoiceDelta(content=token))
     except AnswerError as exc:
         log.warning("answer provider failed mid-stream: %s", exc)
-        yield _event(error_body(str(exc), "api_error", code="answerer_failed"))
+        yield _event(error_body(redact(str(exc)), "api_error", code="answerer_failed"))
         yield DONE
         return
     except Exception:

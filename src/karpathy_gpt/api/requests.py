@@ -6,6 +6,7 @@ Every way a body can be wrong ends here as a 4xx with a JSON ``detail`` a person
 from __future__ import annotations
 
 import json
+import re
 from typing import Literal
 
 from fastapi import HTTPException, Request
@@ -13,6 +14,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 MAX_BODY_BYTES = 64 * 1024
+WHOLE_NUMBER = re.compile(r"\s*[+-]?[0-9]{1,9}\s*")  # ASCII digits: int() takes "²" and "٣" too
 
 
 class Ask(BaseModel):
@@ -48,7 +50,7 @@ async def read_ask(request: Request, default_k: int, max_chars: int) -> Ask:
     if content_type == "application/json":
         try:
             data = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5,000-digit number
             raise _unprocessable(f"body is not valid UTF-8 JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise _unprocessable('JSON body must be an object like {"question": "..."}')
@@ -81,7 +83,7 @@ async def read_ask(request: Request, default_k: int, max_chars: int) -> Ask:
         raise _unprocessable("missing question: send the form field 'question' (or 'query')")
     if not isinstance(question, str):
         raise _unprocessable("question must be a string")
-    if "\ufffd" in question:
+    if "\ufffd" in question or _has_surrogates(question):
         raise _unprocessable("question is not valid UTF-8")
     question = question.strip()
     if not question:
@@ -91,7 +93,7 @@ async def read_ask(request: Request, default_k: int, max_chars: int) -> Ask:
 
     k = fields.get("k", default_k)
     if isinstance(k, str):
-        if not k.strip().lstrip("-").isdigit():
+        if not WHOLE_NUMBER.fullmatch(k):
             raise _unprocessable("k must be a whole number from 1 to 20")
         k = int(k)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 20:
@@ -100,3 +102,12 @@ async def read_ask(request: Request, default_k: int, max_chars: int) -> Ask:
     if fmt not in ("json", "text"):
         raise _unprocessable("format must be 'json' or 'text'")
     return Ask(question=question, k=k, format=fmt)
+
+
+def _has_surrogates(text: str) -> bool:
+    """JSON's ``"\\ud800"`` decodes to a lone surrogate, which no UTF-8 consumer can take."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

@@ -63,7 +63,15 @@ class Service:
 
     async def retrieve(self, question: str, k: int) -> Retrieval:
         """Search off the event loop: every endpoint retrieves through here."""
-        return await run_in_threadpool(self.retriever.search, question, k)
+        retrieval = await run_in_threadpool(self.retriever.search, question, k)
+        if log.isEnabledFor(logging.DEBUG):  # questions and passages: only at debug level
+            log.debug(
+                "question %r (k=%d) -> %s",
+                question,
+                k,
+                [(h.chunk.metadata.get("source"), h.chunk.text[:80]) for h in retrieval.hits],
+            )
+        return retrieval
 
 
 def get_service(request: Request) -> Service:
