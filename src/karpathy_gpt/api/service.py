@@ -1,10 +1,16 @@
-"""What a running server holds: settings, the retriever over the index, and the answerer."""
+"""What a running server holds: settings, the retriever over the index, and the answerer.
+
+Retrieval, the CPU work of a request, runs in worker threads, never on the event loop, and the
+last ``KGPT_QUERY_CACHE_SIZE`` distinct (question, k) retrievals are kept, so a repeated
+question costs no embedding or search.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
@@ -15,6 +21,7 @@ from ..corpus import CorpusError
 from ..embedding import Embedder
 from ..indexing import open_index
 from ..retrieval import Retrieval, Retriever
+from ..store.local import LocalStore
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +32,9 @@ class Service:
     retriever: Retriever
     answerer: Answerer
     chunks: int
+    # A fixed index only: PostgreSQL may switch to a new version under a running server.
+    cache_size: int = 0
+    recent: OrderedDict[tuple[str, int], Retrieval] = field(default_factory=OrderedDict)
 
     @classmethod
     def start(cls, settings: Settings) -> Service:
@@ -44,6 +54,7 @@ class Service:
             retriever=Retriever(store, embedder),
             answerer=make_answerer(settings),
             chunks=len(store),
+            cache_size=settings.query_cache_size if isinstance(store, LocalStore) else 0,
         )
         log.info(
             "ready in %.2fs: %d chunks, answerer %s",
@@ -55,7 +66,17 @@ class Service:
 
     async def retrieve(self, question: str, k: int) -> Retrieval:
         """Search off the event loop: every endpoint retrieves through here."""
-        return await run_in_threadpool(self.retriever.search, question, k)
+        key = (question, k)
+        retrieval = self.recent.get(key)
+        if retrieval is not None:
+            self.recent.move_to_end(key)
+            return retrieval
+        retrieval = await run_in_threadpool(self.retriever.search, question, k)
+        if self.cache_size:
+            self.recent[key] = retrieval
+            while len(self.recent) > self.cache_size:
+                self.recent.popitem(last=False)
+        return retrieval
 
 
 def get_service(request: Request) -> Service:
