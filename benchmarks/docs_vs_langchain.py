@@ -1,10 +1,13 @@
 """/karpathy-docs against the LangChain peer (benchmarks/langchain_peer.py), in one run.
 
-Both servers run under uvicorn on 127.0.0.1 at the same time. Sequential requests alternate
-between them (A/B, then B/A, ...), so a busy moment of the shared machine hits both alike; then
-16 clients load each in turn, bounded by a count and a time limit. Every question is distinct
-(a numbered variant of a lecture question), so the project's cache of repeated questions never
-answers; a last, separately reported run repeats 15 questions to show what that cache does.
+The servers run under uvicorn on 127.0.0.1 at the same time: the peer as the original ran it
+(torch's default threads), the peer with one torch thread (tuned for a busy machine: torch's
+threads wait for each other when the cores are shared), and the project. Sequential requests
+rotate between them (A/B/C, then B/C/A, ...), so a busy moment of the shared machine hits all
+alike; then 16 clients load each in turn, bounded by a count and a time limit. Every question
+is distinct (a numbered variant of a lecture question), so the project's cache of repeated
+questions never answers; a last, separately reported run repeats 25 questions to show what that
+cache does.
 RSS (and PSS, which counts pages shared by processes once) is summed over each server's
 processes. Needs the ``bench`` extra (``pip install -e '.[bench]'``). Usage:
 
@@ -124,12 +127,12 @@ def ask(client: httpx.Client, server: Server, question: str) -> float:
 def sequential(servers: list[Server], n: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {s.name: [] for s in servers}
     with httpx.Client(timeout=60) as client:
-        for s in servers:  # warm both up: first requests pay for lazy imports and caches
+        for s in servers:  # warm all up: first requests pay for lazy imports and caches
             for q in distinct(20, offset=900_000):
                 ask(client, s, q)
         for i, q in enumerate(distinct(n)):
-            order = servers if i % 2 == 0 else servers[::-1]
-            for s in order:
+            shift = i % len(servers)
+            for s in servers[shift:] + servers[:shift]:
                 times[s.name].append(ask(client, s, q))
     return times
 
@@ -185,63 +188,70 @@ def main() -> None:
     parser.add_argument("--index-dir", default=str(REPO / ".kgpt" / "bench-index"))
     parser.add_argument("--peer-cache", default=str(REPO / ".kgpt" / "langchain-peer.json"))
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KGPT_", "OPENAI_"))}
     env.update(HF_HUB_OFFLINE="1", KGPT_INDEX_DIR=args.index_dir, PEER_CACHE=args.peer_cache)
     # The index exists before the servers start: startup is then the warm start.
     subprocess.run([str(VENV_BIN / "karpathy-gpt"), "ingest"], cwd=REPO, env=env, check=True)
     logs = Path(tempfile.mkdtemp(prefix="kgpt-bench-"))
-    peer = start(
-        "langchain",
-        ["langchain_peer:app", "--app-dir", "benchmarks"],
-        env,
-        "/",
-        1,
-        logs / "peer.log",
-    )
-    ours = start(
-        "karpathy-gpt", ["karpathy_app:app"], env, "/healthz", args.workers, logs / "ours.log"
-    )
+    peer_args = ["langchain_peer:app", "--app-dir", "benchmarks"]
+    servers = [
+        start("peer", peer_args, env, "/", 1, logs / "peer.log"),
+        start("peer-1t", peer_args, {**env, "PEER_TORCH_THREADS": "1"}, "/", 1, logs / "p1.log"),
+        start("ours", ["karpathy_app:app"], env, "/healthz", args.workers, logs / "ours.log"),
+    ]
     try:
-        seq = sequential([peer, ours], args.sequential)
+        seq = sequential(servers, args.sequential)
         loads = {}
-        for offset, s in enumerate([peer, ours]):
+        for offset, s in enumerate(servers):
             qs = distinct(args.load_requests, offset=(offset + 1) * 100_000)
             loads[s.name] = asyncio.run(
                 load(s, args.clients, args.load_requests, args.load_seconds, qs)
             )
         repeated = asyncio.run(
-            load(ours, args.clients, args.load_requests, args.load_seconds, questions())
+            load(servers[-1], args.clients, args.load_requests, args.load_seconds, questions())
         )
-        memory = {s.name: s.rss_mb() for s in (peer, ours)}
+        memory = {s.name: s.rss_mb() for s in servers}
     finally:
-        peer.stop()
-        ours.stop()
+        for s in servers:
+            s.stop()
 
-    cpus = os.cpu_count()
-    print(f"\nmachine: {cpus} cores, load average before the run {os.getloadavg()[0]:.1f}")
-    print(f"project: {args.workers} uvicorn worker(s); peer: 1 (as the original)\n")
-    print("| | LangChain peer | karpathy-gpt | ratio (ours / peer) |")
-    print("|---|---|---|---|")
+    print(
+        f"\nmachine: {os.cpu_count()} cores; load average {load_before:.1f} before the run, "
+        f"{os.getloadavg()[0]:.1f} after"
+    )
+    print(
+        f"karpathy-gpt: {args.workers} uvicorn worker(s); peer: 1 worker (as the original), "
+        "with torch's default threads and with one\n"
+    )
+    print(
+        "| | LangChain peer | peer, 1 torch thread | karpathy-gpt "
+        "| ours / peer | ours / peer 1 thread |"
+    )
+    print("|---|---|---|---|---|---|")
 
-    def row(label: str, a: float, b: float, unit: str, digits: int = 1) -> None:
-        print(f"| {label} | {a:.{digits}f} {unit} | {b:.{digits}f} {unit} | {b / a:.2f}x |")
+    def row(label: str, values: list[float], unit: str, digits: int = 1) -> None:
+        a, a1, b = values
+        cells = " | ".join(f"{v:.{digits}f} {unit}" for v in values)
+        print(f"| {label} | {cells} | {b / a:.2f}x | {b / a1:.2f}x |")
 
-    a, b = seq["langchain"], seq["karpathy-gpt"]
-    n = len(a)
-    row(f"sequential p50 (n={n})", percentile(a, 0.5), percentile(b, 0.5), "ms")
-    row(f"sequential p99 (n={n})", percentile(a, 0.99), percentile(b, 0.99), "ms")
-    row("sequential mean", statistics.mean(a) * 1000, statistics.mean(b) * 1000, "ms")
-    la, lb = loads["langchain"], loads["karpathy-gpt"]
-    row(f"{args.clients} clients: throughput", la["rps"], lb["rps"], "req/s")
-    row(f"{args.clients} clients: p50", la["p50"], lb["p50"], "ms")
-    row(f"{args.clients} clients: p99", la["p99"], lb["p99"], "ms")
-    row("server RSS after the load", memory["langchain"][0], memory["karpathy-gpt"][0], "MB", 0)
-    row("server PSS after the load", memory["langchain"][1], memory["karpathy-gpt"][1], "MB", 0)
-    row("start to ready (index on disk)", peer.start_s, ours.start_s, "s", 2)
+    names = [s.name for s in servers]
+    n = len(seq["ours"])
+    row(f"sequential p50 (n={n})", [percentile(seq[x], 0.5) for x in names], "ms")
+    row(f"sequential p99 (n={n})", [percentile(seq[x], 0.99) for x in names], "ms")
+    row("sequential mean", [statistics.mean(seq[x]) * 1000 for x in names], "ms")
+    c = args.clients
+    row(f"{c} clients: throughput", [loads[x]["rps"] for x in names], "req/s")
+    row(f"{c} clients: p50", [loads[x]["p50"] for x in names], "ms")
+    row(f"{c} clients: p99", [loads[x]["p99"] for x in names], "ms")
+    row("server RSS after the load", [memory[x][0] for x in names], "MB", 0)
+    row("server PSS after the load", [memory[x][1] for x in names], "MB", 0)
+    row("start to ready (index on disk)", [s.start_s for s in servers], "s", 2)
+    print()
     for name, r in loads.items():
         print(
-            f"\n{name} load: {r['requests']} answers, {r['errors']} errors "
+            f"{name} load: {r['requests']} answers, {r['errors']} errors "
             f"in {r['seconds']:.1f} s; the load client used {r['client_cpu_share']:.0%} of a core"
         )
     print(

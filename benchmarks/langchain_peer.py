@@ -10,7 +10,8 @@ passage as sse-starlette events of the original JSON shape. Served by uvicorn:
     PEER_CACHE=/tmp/peer.json uvicorn langchain_peer:app --app-dir benchmarks
 
 The embedded store is kept in ``PEER_CACHE`` (``InMemoryVectorStore.dump``) so a second start
-loads it instead of embedding the corpus again.
+loads it instead of embedding the corpus again. ``PEER_TORCH_THREADS=1`` gives torch one thread
+instead of its default (one per core): a tuned peer, for a busy machine.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ def build_store() -> InMemoryVectorStore:
     return store
 
 
+if os.environ.get("PEER_TORCH_THREADS"):
+    import torch
+
+    torch.set_num_threads(int(os.environ["PEER_TORCH_THREADS"]))
 store = build_store()
 app = FastAPI()
 
