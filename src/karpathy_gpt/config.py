@@ -23,9 +23,14 @@ class Settings(BaseSettings):
     database_url: str | None = None
     database_pool_size: int = Field(4, ge=1, le=100)
 
+    # onnx | onnx-int8 | torch: see embedding.py; each backend's vectors get their own index.
+    embedding_backend: Literal["onnx", "onnx-int8", "torch"] = "onnx"
+    model_dir: Path = REPO_ROOT / ".kgpt" / "models"  # the ONNX exports, made once per machine
+
     chunk_size: int = Field(800, ge=100, le=5000)
     chunk_overlap: int = Field(100, ge=0, le=1000)
 
+    query_cache_size: int = Field(1024, ge=0)  # recent (question, k) retrievals kept; 0: none
     default_k: int = Field(3, ge=1, le=20)
     max_question_chars: int = Field(2000, ge=1)
     cors_origins: str = "*"

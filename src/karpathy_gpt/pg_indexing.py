@@ -16,7 +16,7 @@ from rich.console import Console
 
 from .config import Settings
 from .corpus import corpus_fingerprint, load_corpus
-from .embedding import MODEL_NAME, Embedder
+from .embedding import Embedder
 from .embedding_cache import EmbeddingCache
 from .indexing import build_store, index_key
 from .store.local import IndexUnusable, LocalStore
@@ -42,7 +42,7 @@ def open_postgres_index(
     console = console or Console(stderr=True)
     corpus_dir = settings.resolved_corpus_dir()
     lectures = load_corpus(corpus_dir)
-    key = index_key(corpus_fingerprint(lectures), settings)
+    key = index_key(corpus_fingerprint(lectures), settings, embedder.name)
     store = connect(settings)
     try:
         active = store.active_version()
@@ -61,7 +61,7 @@ def open_postgres_index(
                 "lectures": [lecture.id for lecture in lectures],
                 "chunk_size": settings.chunk_size,
                 "chunk_overlap": settings.chunk_overlap,
-                "model": MODEL_NAME,
+                "model": embedder.name,
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             version = writer.publish(key, meta, index)
@@ -81,7 +81,7 @@ def open_postgres_index(
 
 def _build(settings: Settings, lectures, embedder: Embedder, console: Console) -> LocalStore:
     """Chunk and embed, reusing the embedding cache the embedded index keeps on this machine."""
-    cache = EmbeddingCache.load(settings.index_dir, MODEL_NAME)
+    cache = EmbeddingCache.load(settings.index_dir, embedder.name)
     name = settings.resolved_corpus_dir().name
     store, _ = build_store(lectures, settings, embedder, cache, console=console, name=name)
     cache.save()

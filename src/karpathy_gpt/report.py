@@ -22,7 +22,7 @@ from rich.console import Console
 from .answer import Answerer, make_answerer
 from .config import REPO_ROOT, Settings
 from .corpus import read_corpus
-from .embedding import MODEL_NAME, Embedder
+from .embedding import Embedder
 from .embedding_cache import EmbeddingCache
 from .evaluation import (
     MODES,
@@ -78,7 +78,7 @@ def measure(
     console = console or Console(stderr=True)
     served = ingest(settings, embedder, console=console)
     lectures = read_corpus(settings.resolved_corpus_dir()).lectures
-    cache = EmbeddingCache.load(settings.index_dir, MODEL_NAME)
+    cache = EmbeddingCache.load(settings.index_dir, embedder.name)
     query_vectors: dict[str, object] = {}
 
     def embed(query: str):
@@ -128,7 +128,11 @@ def measure(
         for (q, ref), a in zip(test_set, test_answers, strict=True)
     ]
     return Report(
-        retrieval, labelled, tested, provenance(settings, served.key, answerer.name), answerer.name
+        retrieval,
+        labelled,
+        tested,
+        provenance(settings, served.key, answerer.name, embedder.name),
+        answerer.name,
     )
 
 
@@ -148,7 +152,7 @@ async def _answer_all(
     return out
 
 
-def provenance(settings: Settings, index_key: str, answerer: str) -> dict[str, str]:
+def provenance(settings: Settings, index_key: str, answerer: str, model: str) -> dict[str, str]:
     def git(*args: str) -> str:
         try:
             result = subprocess.run(
@@ -166,7 +170,7 @@ def provenance(settings: Settings, index_key: str, answerer: str) -> dict[str, s
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "corpus": str(settings.resolved_corpus_dir()),
         "index key": index_key,
-        "embedding model": MODEL_NAME,
+        "embedding model": model,
         "chunk size / overlap (served)": f"{settings.chunk_size} / {settings.chunk_overlap}",
         "k (passages per answer)": str(settings.default_k),
         "answerer": answerer,
