@@ -1,7 +1,8 @@
 """The corpus published to PostgreSQL: built once per index key, then shared by every process.
 
 The index key is the embedded store's (corpus, settings, code versions): a database that already
-holds the current key is used as it is, so re-ingesting an unchanged corpus is a no-op, and many
+holds the current key (in the current search format, ``store.postgres.SEARCH_FORMAT``) is used as
+it is, so re-ingesting an unchanged corpus is a no-op, and many
 API workers starting at once build it at most once (the first takes the ingest lock, the rest
 wait for it and then find the key published). An embedded index of the same key on this machine
 is published as it is, without embedding anything again.
@@ -46,11 +47,11 @@ def open_postgres_index(
     store = connect(settings)
     try:
         active = store.active_version()
-        if not force and active and active.index_key == key:
+        if not force and store.holds(key):
             log.info("database holds index %s (version %d, %d chunks)", key, active.id, len(store))
             return store
         with store.writer() as writer:
-            if not force and writer.active_key() == key:
+            if not force and writer.holds(key):
                 log.info("index %s was published by another process meanwhile", key)
                 return store
             started = time.perf_counter()
