@@ -21,7 +21,7 @@ from .embedding import MODEL_NAME, Embedder
 from .embedding_cache import EmbeddingCache
 from .indexing import build_store, index_key
 from .store.local import IndexUnusable, LocalStore
-from .store.postgres import DatabaseError, PostgresStore
+from .store.postgres import SEARCH_FORMAT, DatabaseError, PostgresStore
 
 log = logging.getLogger(__name__)
 
@@ -117,4 +117,13 @@ def open_published(settings: Settings) -> PostgresStore:
         version.id,
         version.chunks,
     )
+    if version.meta.get("search_format") != SEARCH_FORMAT:
+        log.warning(
+            "version %d was written by an older release (full-text search format %s, this one "
+            "reads %d): full-text ranks may differ until `karpathy-gpt ingest` runs with the "
+            "corpus and KGPT_DATABASE_URL set",
+            version.id,
+            version.meta.get("search_format", 1),
+            SEARCH_FORMAT,
+        )
     return store
