@@ -5,7 +5,7 @@ Schema (created with ``IF NOT EXISTS``; ``kgpt_schema_version`` records which on
     kgpt_versions   one row per ingested corpus version: its index key, metadata, chunk count
     kgpt_active     one row: the version every query reads
     kgpt_chunks     partitioned by version: text, metadata (JSONB), embedding vector(384)
-                    (HNSW, cosine), search tsvector (English, GIN), the chunk's sentence vectors
+                    (HNSW, cosine), search tsvector (the BM25 tokens, GIN), the sentence vectors
 
 Each version is written into its own partition, indexed, then attached and made active in the
 same transaction: a query reads ``kgpt_active`` and the partition in one statement, one snapshot,
