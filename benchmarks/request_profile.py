@@ -41,7 +41,6 @@ def child(config: str, n: int, index_dir: str, url: str) -> dict[str, float]:
     from karpathy_gpt.config import Settings
     from karpathy_gpt.embedding import Embedder
     from karpathy_gpt.indexing import open_index
-    from karpathy_gpt.store.base import Hit, reciprocal_rank_fusion
     from karpathy_gpt.store.local import CANDIDATES
     from karpathy_gpt.text import normalise
 
@@ -62,17 +61,7 @@ def child(config: str, n: int, index_dir: str, url: str) -> dict[str, float]:
         t2 = time.perf_counter()
         lexical = store.lexical_ranking(query, CANDIDATES)
         t3 = time.perf_counter()
-        fused = reciprocal_rank_fusion([dense, lexical])
-        best = sorted(fused, key=lambda j: (-fused[j], -similarities[j]))[:3]
-        hits = [
-            Hit(
-                store.chunks[j],
-                fused[j],
-                float(similarities[j]),
-                store.sentence_vectors[store.sentence_offsets[j] : store.sentence_offsets[j + 1]],
-            )
-            for j in best
-        ]
+        hits = store.fuse(dense, lexical, similarities, 3)
         t4 = time.perf_counter()
         events = [ServerSentEvent(data=passage_json(h, r)) for r, h in enumerate(hits, 1)]
         b"".join(e.encode() for e in [*events, END])

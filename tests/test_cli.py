@@ -40,10 +40,32 @@ def test_eval_on_the_public_questions(server, index_dir):
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     assert figures["questions"] == 15
-    # Measured with the defaults (see README): hit@3 13/15, hit@1 11/15. A drop is a regression.
+    # Measured with the defaults (see README): hit@3 13/15, hit@1 12/15, MRR@10 0.844. A drop
+    # is a regression.
     assert figures["hit@3"] >= 13
-    assert figures["hit@1"] >= 11
-    assert figures["mrr@10"] >= 0.75
+    assert figures["hit@1"] >= 12
+    assert figures["mrr@10"] >= 0.8
+
+
+def test_eval_on_the_development_questions(server, index_dir):
+    """The 35 questions the fusion weight was cross-validated on besides the public 15.
+
+    Measured with the defaults: hit@1 29/35, hit@3 32/35, MRR@10 0.882; the unweighted fusion
+    it replaced scored hit@1 26/35, MRR@10 0.837.
+    """
+    result = run_cli(
+        "eval",
+        "--json",
+        "--questions",
+        str(REPO / "benchmarks" / "data" / "dev-questions.jsonl"),
+        index_dir=index_dir,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["questions"] == 35
+    assert figures["hit@1"] >= 28
+    assert figures["hit@3"] >= 32
+    assert figures["mrr@10"] >= 0.86
 
 
 def test_ingest_reports_an_unusable_corpus_clearly(tmp_path):

@@ -99,7 +99,8 @@ def test_a_follow_up_is_retrieved_with_the_conversation(client):
     conversation = [user(QUESTION), {"role": "assistant", "content": answer}, user(FOLLOW_UP)]
     follow_up = ask(client, *conversation)
     lectures = [s["lecture_id"] for s in sources_of(follow_up.choices[0])]
-    assert lectures == ["02", "02", "02"], "the bigram lecture, found through the first turn"
+    # The bigram lecture, found through the first turn: it leads, and holds most passages.
+    assert lectures[0] == "02" and lectures.count("02") >= 2, lectures
     assert "bigram" in follow_up.choices[0].message.content.lower()
     bare = ask(client, user(FOLLOW_UP))
     assert "02" not in [s["lecture_id"] for s in sources_of(bare.choices[0])]

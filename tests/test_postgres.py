@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -27,8 +28,10 @@ from karpathy_gpt.corpus import corpus_fingerprint, load_corpus
 from karpathy_gpt.embedding import Embedder
 from karpathy_gpt.evaluation import load_questions
 from karpathy_gpt.indexing import build_store, index_key, open_index
+from karpathy_gpt.lexical import tokenize
 from karpathy_gpt.retrieval import Retriever
 from karpathy_gpt.store.postgres import SCHEMA_VERSION, PostgresStore
+from karpathy_gpt.text import normalise
 
 SENTENCES = [
     "Backpropagation computes the gradient of the loss with respect to every weight.",
@@ -148,6 +151,42 @@ def test_hybrid_search_returns_what_the_embedded_store_returns(database_url, emb
         assert "Dropout" in hits[0].chunk.text
     finally:
         pg.close()
+
+
+def test_full_text_holds_exactly_the_embedded_stores_tokens(database_url, embedder, tmp_path):
+    """Each chunk's tsvector: the BM25 tokens of its normalised text, with their counts."""
+    corpus = small_corpus(tmp_path / "corpus", SENTENCES + MORE)
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
+    local = open_index(settings, embedder)
+    open_index(settings.model_copy(update={"database_url": database_url}), embedder).close()
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT c.ordinal, c.search_length, "
+            "array_agg(t.lexeme ORDER BY t.lexeme), array_agg(array_length(t.positions, 1) "
+            "ORDER BY t.lexeme) FROM kgpt_chunks c, unnest(c.search) t GROUP BY c.ordinal, "
+            "c.search_length ORDER BY c.ordinal"
+        ).fetchall()
+    assert len(rows) == len(local)
+    for (ordinal, length, lexemes, counts), chunk in zip(rows, local.chunks, strict=True):
+        tokens = tokenize([normalise(chunk.text)])[0]
+        want = sorted(Counter(tokens).items())
+        assert list(zip(lexemes, counts, strict=True)) == want, ordinal
+        assert length == len(tokens)
+
+
+def test_a_version_in_an_older_search_format_is_published_again(database_url, embedder, tmp_path):
+    corpus = small_corpus(tmp_path / "corpus", SENTENCES)
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", database_url=database_url)
+    open_index(settings, embedder).close()
+    first = versions(database_url)
+    with psycopg.connect(database_url) as conn:  # as a release before SEARCH_FORMAT 2 wrote it
+        conn.execute("UPDATE kgpt_versions SET meta = meta - 'search_format'")
+    store = open_index(settings, embedder)
+    try:
+        assert versions(database_url) == first + [first[-1] + 1]
+        assert store.active_version().meta["search_format"] == 2
+    finally:
+        store.close()
 
 
 def test_public_questions_top3_agree_with_embedded_store(database_url, embedder, index_dir):

@@ -130,7 +130,8 @@ def test_question_streams_an_answer_with_cited_cards(page, server, output_dir):
     second = last_turn(page, "done")
     expect(page.locator(".turn")).to_have_count(2)
     metas = second.locator(".passage-meta").all_inner_texts()
-    assert len(metas) == 3 and all(meta.startswith("Lecture 02") for meta in metas), metas
+    assert len(metas) == 3 and metas[0].startswith("Lecture 02"), metas
+    assert sum(meta.startswith("Lecture 02") for meta in metas) >= 2, metas
 
     outside = [url for url in page.requests if not url.startswith(server.url + "/")]
     assert outside == [], f"the page fetched from outside the process: {outside}"

@@ -1,7 +1,8 @@
 """The corpus published to PostgreSQL: built once per index key, then shared by every process.
 
 The index key is the embedded store's (corpus, settings, code versions): a database that already
-holds the current key is used as it is, so re-ingesting an unchanged corpus is a no-op, and many
+holds the current key (in the current search format, ``store.postgres.SEARCH_FORMAT``) is used as
+it is, so re-ingesting an unchanged corpus is a no-op, and many
 API workers starting at once build it at most once (the first takes the ingest lock, the rest
 wait for it and then find the key published). An embedded index of the same key on this machine
 is published as it is, without embedding anything again.
@@ -20,7 +21,7 @@ from .embedding import Embedder
 from .embedding_cache import EmbeddingCache
 from .indexing import build_store, index_key
 from .store.local import IndexUnusable, LocalStore
-from .store.postgres import DatabaseError, PostgresStore
+from .store.postgres import SEARCH_FORMAT, DatabaseError, PostgresStore
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,11 @@ def open_postgres_index(
     store = connect(settings)
     try:
         active = store.active_version()
-        if not force and active and active.index_key == key:
+        if not force and store.holds(key):
             log.info("database holds index %s (version %d, %d chunks)", key, active.id, len(store))
             return store
         with store.writer() as writer:
-            if not force and writer.active_key() == key:
+            if not force and writer.holds(key):
                 log.info("index %s was published by another process meanwhile", key)
                 return store
             started = time.perf_counter()
@@ -116,4 +117,13 @@ def open_published(settings: Settings) -> PostgresStore:
         version.id,
         version.chunks,
     )
+    if version.meta.get("search_format") != SEARCH_FORMAT:
+        log.warning(
+            "version %d was written by an older release (full-text search format %s, this one "
+            "reads %d): full-text ranks may differ until `karpathy-gpt ingest` runs with the "
+            "corpus and KGPT_DATABASE_URL set",
+            version.id,
+            version.meta.get("search_format", 1),
+            SEARCH_FORMAT,
+        )
     return store

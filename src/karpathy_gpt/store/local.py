@@ -13,6 +13,9 @@ Layout under ``index_dir``::
 
 A crash mid-write leaves at most a ``.tmp-*`` folder behind (cleaned by the next build); the
 previous index folders are untouched until a new one is complete.
+
+Search: the dense top-50 (cosine) and the BM25 top-50, fused by weighted reciprocal rank (the
+dense ranking counts three times the lexical one; see ``store.base``), ties broken by cosine.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numpy as np
 
 from ..chunking import Chunk
 from ..lexical import tokenize
-from .base import Hit, reciprocal_rank_fusion
+from .base import DENSE_WEIGHT, LEXICAL_WEIGHT, Hit, reciprocal_rank_fusion
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +86,13 @@ class LocalStore:
     def search(self, query: str, vector: np.ndarray, k: int) -> list[Hit]:
         dense, similarities = self.dense_ranking(vector, CANDIDATES)
         lexical = self.lexical_ranking(query, CANDIDATES)
-        fused = reciprocal_rank_fusion([dense, lexical])
+        return self.fuse(dense, lexical, similarities, k)
+
+    def fuse(
+        self, dense: list[int], lexical: list[int], similarities: np.ndarray, k: int
+    ) -> list[Hit]:
+        """The ``k`` best chunks of the two rankings, weighted rank fusion, ties by cosine."""
+        fused = reciprocal_rank_fusion([dense, lexical], weights=[DENSE_WEIGHT, LEXICAL_WEIGHT])
         best = sorted(fused, key=lambda i: (-fused[i], -similarities[i]))[:k]
         return [
             Hit(

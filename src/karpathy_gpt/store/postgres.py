@@ -5,7 +5,7 @@ Schema (created with ``IF NOT EXISTS``; ``kgpt_schema_version`` records which on
     kgpt_versions   one row per ingested corpus version: its index key, metadata, chunk count
     kgpt_active     one row: the version every query reads
     kgpt_chunks     partitioned by version: text, metadata (JSONB), embedding vector(384)
-                    (HNSW, cosine), search tsvector (English, GIN), the chunk's sentence vectors
+                    (HNSW, cosine), search tsvector (the BM25 tokens, GIN), the sentence vectors
 
 Each version is written into its own partition, indexed, then attached and made active in the
 same transaction: a query reads ``kgpt_active`` and the partition in one statement, one snapshot,
@@ -22,13 +22,13 @@ import logging
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import psycopg
-from bm25s.stopwords import STOPWORDS_EN
 from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -37,8 +37,9 @@ from psycopg_pool import ConnectionPool
 
 from ..chunking import Chunk
 from ..embedding import DIMENSIONS
+from ..lexical import tokenize
 from ..text import normalise
-from .base import RRF_K, DatabaseError, Hit
+from .base import DENSE_WEIGHT, LEXICAL_WEIGHT, RRF_K, DatabaseError, Hit
 from .local import CANDIDATES, LocalStore
 
 log = logging.getLogger(__name__)
@@ -81,45 +82,30 @@ SCHEMA = [
         lexeme text NOT NULL,
         chunks integer NOT NULL,
         PRIMARY KEY (version_id, lexeme))""",
-    # The English configuration the embedded store's BM25 tokenizer amounts to: Snowball English
-    # stems of single words (hyphenated words as their parts), no built-in stop list: the
-    # embedded store drops only Lucene's 33 stop words (kgpt_stopwords), never "why" or "how".
-    """DO $$ BEGIN
-    IF NOT EXISTS (SELECT FROM pg_ts_dict WHERE dictname = 'kgpt_english_stem') THEN
-        CREATE TEXT SEARCH DICTIONARY kgpt_english_stem (TEMPLATE = snowball, LANGUAGE = english);
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_ts_config WHERE cfgname = 'kgpt_english') THEN
-        CREATE TEXT SEARCH CONFIGURATION kgpt_english (COPY = english);
-        ALTER TEXT SEARCH CONFIGURATION kgpt_english
-            ALTER MAPPING FOR asciiword, word, hword_asciipart, hword_part WITH kgpt_english_stem;
-        ALTER TEXT SEARCH CONFIGURATION kgpt_english DROP MAPPING FOR asciihword, hword;
-    END IF;
-    END $$""",
-    "CREATE TABLE IF NOT EXISTS kgpt_stopwords (lexeme text PRIMARY KEY)",
-    """INSERT INTO kgpt_stopwords SELECT DISTINCT unnest(ts_lexize('kgpt_english_stem', word))
-        FROM unnest(%(stopwords)s::text[]) word ON CONFLICT DO NOTHING""",
     "INSERT INTO kgpt_schema_version (version) VALUES (%(version)s) ON CONFLICT DO NOTHING",
 ]
 
-# Dense top-N and full-text top-N of the active version, fused by reciprocal rank (as
-# store.base.reciprocal_rank_fusion: 1 / (60 + rank), ranks from 1), ties broken by similarity.
-# Full text is ranked by BM25 as the embedded store ranks it (bm25s "lucene": k1 1.5, b 0.75,
-# idf ln(1 + (N - df + 0.5) / (df + 0.5))), over PostgreSQL's English lexemes: the GIN index
-# finds the chunks sharing any lexeme with the question (an OR query, as BM25 scores any shared
-# term); ts_filter(setweight(...)) keeps just those lexemes of a chunk to count them (tf);
-# document frequencies and the average length were written at ingest.
+# Dense top-N and full-text top-N of the active version, fused by weighted reciprocal rank (as
+# store.base.reciprocal_rank_fusion: weight / (60 + rank), ranks from 1, the dense ranking
+# weighing DENSE_WEIGHT, the full-text one LEXICAL_WEIGHT), ties broken by similarity.
+# Full text is ranked by BM25 exactly as the embedded store ranks it (bm25s "lucene": k1 1.5,
+# b 0.75, idf ln(1 + (N - df + 0.5) / (df + 0.5))), over the embedded store's own tokens: each
+# chunk's tsvector is built from lexical.tokenize's output (see search_vector), and the question
+# arrives tokenized the same way, so both stores score the same terms. The GIN index finds the
+# chunks sharing any term with the question (an OR query, as BM25 scores any shared term);
+# ts_filter(setweight(...)) keeps just those lexemes of a chunk to count them (tf); document
+# frequencies and the average length were written at ingest.
 SEARCH = """
 WITH active AS MATERIALIZED (
     SELECT v.id, v.chunks, v.avg_length
     FROM kgpt_active a JOIN kgpt_versions v ON v.id = a.version_id
 ),
 terms AS MATERIALIZED (
-    SELECT q.lexeme, array_length(q.positions, 1) AS repeats,
+    SELECT q.lexeme, q.repeats,
            ln(1 + (active.chunks - l.chunks + 0.5) / (l.chunks + 0.5)) AS idf
-    FROM active, unnest(to_tsvector('kgpt_english', %(query)s)) q
+    FROM active, unnest(%(lexemes)s::text[], %(repeats)s::int[]) AS q (lexeme, repeats)
     JOIN kgpt_lexemes l ON l.lexeme = q.lexeme
-    WHERE l.version_id = active.id AND length(q.lexeme) > 1
-      AND q.lexeme NOT IN (SELECT lexeme FROM kgpt_stopwords)
+    WHERE l.version_id = active.id
 ),
 words AS MATERIALIZED (
     SELECT array_agg(lexeme) AS lexemes, string_agg(
@@ -128,7 +114,8 @@ words AS MATERIALIZED (
     FROM terms
 ),
 dense AS (
-    SELECT ordinal, row_number() OVER (ORDER BY distance) AS rank
+    SELECT ordinal, row_number() OVER (ORDER BY distance) AS rank,
+           %(dense_weight)s::float8 AS weight
     FROM (
         SELECT ordinal, embedding <=> %(vector)s AS distance
         FROM kgpt_chunks
@@ -138,7 +125,8 @@ dense AS (
     ) nearest
 ),
 lexical AS (
-    SELECT ordinal, row_number() OVER (ORDER BY score DESC) AS rank
+    SELECT ordinal, row_number() OVER (ORDER BY score DESC) AS rank,
+           %(lexical_weight)s::float8 AS weight
     FROM (
         SELECT c.ordinal, sum(
             t.repeats * t.idf * m.tf
@@ -157,7 +145,7 @@ lexical AS (
     ) best
 ),
 fused AS (
-    SELECT ordinal, sum(1.0 / (%(rrf_k)s + rank)) AS score
+    SELECT ordinal, sum(weight / (%(rrf_k)s + rank)) AS score
     FROM (SELECT * FROM dense UNION ALL SELECT * FROM lexical) ranks
     GROUP BY ordinal
 )
@@ -170,6 +158,20 @@ LIMIT %(k)s
 """
 BM25_K1 = 1.5
 BM25_B = 0.75
+# How kgpt_chunks.search is made, recorded in each version's meta: 2 = from the embedded store's
+# tokens (1 was PostgreSQL's own English parser and stemmer, which stemmed and split differently).
+SEARCH_FORMAT = 2
+
+
+def search_vector(tokens: list[str]) -> str:
+    """A tsvector literal holding exactly ``tokens`` (term -> positions), no parser involved."""
+    positions: dict[str, list[int]] = {}
+    for n, token in enumerate(tokens, start=1):
+        positions.setdefault(token, []).append(min(n, 16383))  # tsvector's largest position
+    return " ".join(
+        "'{}':{}".format(token.replace("\\", "\\\\").replace("'", "''"), ",".join(map(str, at)))
+        for token, at in positions.items()
+    )
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,15 @@ class PostgresStore:
         version = self.active_version()
         return version.chunks if version else 0
 
+    def holds(self, key: str) -> bool:
+        """Whether the active version is ``key``, stored in the current search format."""
+        version = self.active_version()
+        return (
+            version is not None
+            and version.index_key == key
+            and version.meta.get("search_format") == SEARCH_FORMAT
+        )
+
     def active_version(self) -> Version | None:
         row = self._read(
             "SELECT v.id, v.index_key, v.chunks, v.meta FROM kgpt_active a "
@@ -229,13 +240,17 @@ class PostgresStore:
         return Version(*row[0]) if row else None
 
     def search(self, query: str, vector: np.ndarray, k: int) -> list[Hit]:
+        terms = Counter(tokenize([query])[0])
         rows = self._read(
             SEARCH,
             {
-                "query": query,
+                "lexemes": list(terms),
+                "repeats": list(terms.values()),
                 "vector": np.asarray(vector, dtype=np.float32),
                 "candidates": CANDIDATES,
                 "rrf_k": RRF_K,
+                "dense_weight": DENSE_WEIGHT,
+                "lexical_weight": LEXICAL_WEIGHT,
                 "k1": BM25_K1,
                 "b": BM25_B,
                 "k": k,
@@ -299,11 +314,17 @@ class Writer:
         version = self.store.active_version()
         return version.index_key if version else None
 
+    def holds(self, key: str) -> bool:
+        """Whether the active version is ``key``, stored in the current search format."""
+        return self.store.holds(key)
+
     def publish(self, key: str, meta: dict, index: LocalStore) -> int:
         """Write ``index`` as a new version and make it the active one, in one transaction."""
         started = time.perf_counter()
         chunks = index.chunks
         offsets = index.sentence_offsets
+        tokens = tokenize([normalise(chunk.text) for chunk in chunks])
+        meta = {**meta, "search_format": SEARCH_FORMAT}
         with self.conn.transaction():
             version_id = self.conn.execute(
                 "INSERT INTO kgpt_versions (index_key, meta, chunks) VALUES (%s, %s, %s) "
@@ -317,17 +338,18 @@ class Writer:
                     "CHECK (version_id = {}))"
                 ).format(table, sql.Literal(version_id))
             )
-            # Rows are staged with their searchable (glossary-normalised) text, which only
-            # to_tsvector reads; the table keeps the text as transcribed.
+            # Rows are staged with the BM25 tokens of their searchable (glossary-normalised)
+            # text, as a tsvector literal, and their token count (BM25's document length); the
+            # table keeps the text as transcribed.
             self.conn.execute(
                 "CREATE TEMP TABLE kgpt_staging (ordinal integer, text text, metadata jsonb, "
                 f"embedding vector({DIMENSIONS}), sentence_vectors vector({DIMENSIONS})[], "
-                "searchable text) ON COMMIT DROP"
+                "search text, search_length integer) ON COMMIT DROP"
             )
             with self.conn.cursor().copy(
                 "COPY kgpt_staging FROM STDIN WITH (FORMAT BINARY)"
             ) as copy:
-                copy.set_types(["int4", "text", "jsonb", "vector", "vector[]", "text"])
+                copy.set_types(["int4", "text", "jsonb", "vector", "vector[]", "text", "int4"])
                 for n, chunk in enumerate(chunks):
                     copy.write_row(
                         [
@@ -336,19 +358,16 @@ class Writer:
                             chunk.metadata,
                             index.embeddings[n],
                             list(index.sentence_vectors[offsets[n] : offsets[n + 1]]),
-                            normalise(chunk.text),
+                            search_vector(tokens[n]),
+                            len(tokens[n]),
                         ]
                     )
             self.conn.execute(
                 sql.SQL(
                     "INSERT INTO {} (version_id, ordinal, text, metadata, embedding, search, "
                     "search_length, sentence_vectors) "
-                    "SELECT {}, ordinal, text, metadata, embedding, t.search, "
-                    "(SELECT coalesce(sum(array_length(positions, 1)), 0) FROM unnest(t.search) "
-                    " WHERE length(lexeme) > 1 "
-                    " AND lexeme NOT IN (SELECT lexeme FROM kgpt_stopwords)), "
-                    "sentence_vectors FROM kgpt_staging, "
-                    "LATERAL (SELECT to_tsvector('kgpt_english', searchable) AS search) t"
+                    "SELECT {}, ordinal, text, metadata, embedding, search::tsvector, "
+                    "search_length, sentence_vectors FROM kgpt_staging"
                 ).format(table, sql.Literal(version_id))
             )
             # What BM25 needs beside each chunk's counts: document frequencies, average length.
@@ -425,7 +444,7 @@ def _create_schema(conn: psycopg.Connection) -> None:
         # Concurrent first starts would race on CREATE ... IF NOT EXISTS; the lock serialises them.
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK + 1,))
-            params = {"version": SCHEMA_VERSION, "stopwords": list(STOPWORDS_EN)}
+            params = {"version": SCHEMA_VERSION}
             for statement in SCHEMA:
                 conn.execute(statement, params if "%(" in statement else None)
         newest = _schema_version(conn)
