@@ -20,16 +20,18 @@ import argparse
 import importlib.util
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
 
 import httpx
 from httpx_sse import EventSource
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from servers import Server, start  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the embedding model comes from its wheel
 REPO = Path(__file__).resolve().parents[1]
@@ -43,34 +45,8 @@ def smollm2() -> Path:
     return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, env: dict[str, str]):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        uvicorn = Path(sys.executable).parent / "uvicorn"
-        cmd = [str(uvicorn), "karpathy_app:app", "--host", "127.0.0.1", "--port", str(self.port)]
-        self.proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise TimeoutError("the server did not start in 600 s")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
+def start_server(env: dict[str, str], name: str) -> Server:
+    return start(name, ["karpathy_app:app"], env, Path(tempfile.gettempdir()) / f"kgpt-{name}.log")
 
 
 def timed_stream(client: httpx.Client, url: str, data: dict) -> tuple[float, list[float], str]:
@@ -130,7 +106,7 @@ def gguf_vs_engine(args, env, questions: list[str]) -> None:
         n_threads_batch=args.batch_threads,
         verbose=False,
     )
-    server = Server(
+    server = start_server(
         {
             **env,
             "KGPT_GGUF": str(args.model),
@@ -138,7 +114,8 @@ def gguf_vs_engine(args, env, questions: list[str]) -> None:
             "KGPT_GGUF_THREADS": str(args.threads),
             "KGPT_GGUF_BATCH_THREADS": str(args.batch_threads),
             "KGPT_LLM_MAX_TOKENS": str(args.max_tokens),
-        }
+        },
+        "gguf",
     )
     rows = []
     try:
@@ -190,7 +167,7 @@ def gguf_vs_engine(args, env, questions: list[str]) -> None:
 
 
 def extractive(args, env, questions: list[str]) -> None:
-    server = Server(env)
+    server = start_server(env, "extractive")
     stream_ttft, docs_ttft = [], []
     try:
         with httpx.Client(timeout=60) as client:

@@ -21,20 +21,18 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from servers import REPO, VENV_BIN, Server, start  # noqa: E402
+
 QUESTIONS_FILE = REPO.parent / "shared" / "eval" / "questions.jsonl"
 EXTRA_QUESTIONS = [
     "What is makemore?",
@@ -58,57 +56,6 @@ def questions() -> list[str]:
 def distinct(n: int, offset: int = 0) -> list[str]:
     base = questions()
     return [f"{base[i % len(base)]} ({offset + i})" for i in range(n)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Server:
-    name: str
-    proc: subprocess.Popen
-    url: str
-    start_s: float
-
-    def rss_mb(self) -> tuple[float, float]:
-        procs = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(True)]
-        rss = sum(p.memory_info().rss for p in procs) / 2**20
-        pss = sum(p.memory_full_info().pss for p in procs) / 2**20
-        return rss, pss
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-def start(name: str, args: list[str], env: dict, ready_path: str, workers: int, log: Path):
-    port = free_port()
-    cmd = [str(VENV_BIN / "uvicorn"), *args, "--host", "127.0.0.1", "--port", str(port)]
-    if workers > 1:
-        cmd += ["--workers", str(workers)]
-    started = time.monotonic()
-    out = open(log, "w")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    while time.monotonic() - started < 900:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited: {log.read_text()[-3000:]}")
-        ready = log.read_text().count("Application startup complete")
-        if ready >= max(workers, 1):
-            try:
-                if httpx.get(url + ready_path, timeout=2).status_code == 200:
-                    return Server(name, proc, url, time.monotonic() - started)
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.02)
-    proc.kill()
-    raise TimeoutError(f"{name} not ready in 900 s")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -197,9 +144,15 @@ def main() -> None:
     logs = Path(tempfile.mkdtemp(prefix="kgpt-bench-"))
     peer_args = ["langchain_peer:app", "--app-dir", "benchmarks"]
     servers = [
-        start("peer", peer_args, env, "/", 1, logs / "peer.log"),
-        start("peer-1t", peer_args, {**env, "PEER_TORCH_THREADS": "1"}, "/", 1, logs / "p1.log"),
-        start("ours", ["karpathy_app:app"], env, "/healthz", args.workers, logs / "ours.log"),
+        start("peer", peer_args, env, logs / "peer.log", ready_path="/"),
+        start(
+            "peer-1t",
+            peer_args,
+            {**env, "PEER_TORCH_THREADS": "1"},
+            logs / "p1.log",
+            ready_path="/",
+        ),
+        start("ours", ["karpathy_app:app"], env, logs / "ours.log", workers=args.workers),
     ]
     try:
         seq = sequential(servers, args.sequential)

@@ -20,7 +20,6 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from servers import start  # noqa: E402
 
 from karpathy_gpt.chunking import chunk_lecture
 from karpathy_gpt.config import Settings
@@ -123,28 +125,6 @@ def embedding_rate(embedder: Embedder, store: LocalStore, n: int = 128) -> float
         return n / (time.perf_counter() - started)
 
 
-def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
-    uvicorn = Path(sys.executable).parent / "uvicorn"
-    proc = subprocess.Popen(
-        [str(uvicorn), "karpathy_app:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=open(log, "w"),
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise TimeoutError(f"server not ready: {log.read_text()[-2000:]}")
-
-
 def measure(
     envs: dict[str, dict[str, str]], questions: list[str], requests: int, work: Path
 ) -> tuple[int, dict[str, list[float]]]:
@@ -154,7 +134,10 @@ def measure(
     try:
         for n, (name, env) in enumerate(envs.items()):
             port = 8061 + n
-            servers[name] = (start_server(env, port, work / f"{name}.log"), port)
+            servers[name] = (
+                start(name, ["karpathy_app:app"], env, work / f"{name}.log", port=port).proc,
+                port,
+            )
         times: dict[str, list[float]] = {name: [] for name in envs}
         with httpx.Client(timeout=120) as client:
             chunks = {

@@ -26,7 +26,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from docs_vs_langchain import REPO, Server, distinct, percentile, start  # noqa: E402
+from docs_vs_langchain import distinct, percentile  # noqa: E402
+from servers import REPO, Server, start  # noqa: E402
 
 STAGES = ("embed", "dense", "lexical", "fuse", "serialise")
 
@@ -93,7 +94,7 @@ def serve(config: str, index_dir: str, before: str) -> Server:
     else:
         env["KGPT_EMBEDDING_BACKEND"] = config
     log = Path(tempfile.gettempdir()) / f"kgpt-profile-{config}.log"
-    return start(config, args, env, "/healthz", 1, log)
+    return start(config, args, env, log)
 
 
 def main() -> None:

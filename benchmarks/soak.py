@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -28,6 +27,9 @@ from pathlib import Path
 
 import httpx
 from httpx_sse import EventSource
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from servers import start  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL = REPO.parent / "shared" / "eval" / "questions.jsonl"
@@ -151,30 +153,6 @@ def idle_latencies(url: str, pool: list[str], n: int = 40) -> dict[str, list[flo
     return found
 
 
-def start_server(index_dir: str, port: int, log_path: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KGPT_", "OPENAI_"))}
-    env.update(KGPT_INDEX_DIR=index_dir, HF_HUB_OFFLINE="1")
-    uvicorn = Path(sys.executable).parent / "uvicorn"
-    proc = subprocess.Popen(
-        [str(uvicorn), "karpathy_app:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=open(log_path, "w"),
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited; see {log_path}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise TimeoutError("server did not start in 600 s")
-
-
 def report(result: LoadResult, before: dict, after: dict, seconds: float, clients: int) -> str:
     lines = [f"{clients} clients, {seconds:.0f} s: {len(result.samples)} requests"]
     statuses = ", ".join(f"{code}: {n}" for code, n in sorted(result.statuses().items()))
@@ -220,7 +198,9 @@ def main() -> None:
     parser.add_argument("--log", default="/tmp/kgpt-soak-server.log")
     args = parser.parse_args()
     url = f"http://127.0.0.1:{args.port}"
-    proc = start_server(args.index_dir, args.port, Path(args.log))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KGPT_", "OPENAI_"))}
+    env.update(KGPT_INDEX_DIR=args.index_dir, HF_HUB_OFFLINE="1")
+    proc = start("soak", ["karpathy_app:app"], env, Path(args.log), port=args.port).proc
     try:
         pool = questions()
         idle_latencies(url, pool, n=5)  # warm-up

@@ -13,10 +13,14 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from servers import start  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PORT = 8044
@@ -29,21 +33,16 @@ QUESTIONS = [
 ]
 
 
-def start(env: dict[str, str]) -> tuple[subprocess.Popen, float]:
-    started = time.monotonic()
-    uvicorn = Path(sys.executable).parent / "uvicorn"
-    cmd = [str(uvicorn), "karpathy_app:app", "--host", "127.0.0.1", "--port", str(PORT)]
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+def started(env: dict[str, str], name: str) -> tuple[subprocess.Popen, float]:
+    server = start(
+        name,
+        ["karpathy_app:app"],
+        env,
+        Path(tempfile.gettempdir()) / f"kgpt-startup-{name}.log",
+        port=PORT,
+        timeout=300,
     )
-    while time.monotonic() - started < 300:
-        try:
-            if httpx.get(URL + "/healthz", timeout=1).status_code == 200:
-                return proc, time.monotonic() - started
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise TimeoutError("server did not start in 300 s")
+    return server.proc, server.start_s
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -56,10 +55,10 @@ def main() -> None:
     args = parser.parse_args()
     env = {**os.environ, "KGPT_INDEX_DIR": args.index_dir, "HF_HUB_OFFLINE": "1"}
     shutil.rmtree(args.index_dir, ignore_errors=True)
-    proc, cold = start(env)
+    proc, cold = started(env, "cold")
     proc.terminate()
     proc.wait()
-    proc, warm = start(env)
+    proc, warm = started(env, "warm")
     try:
         client = httpx.Client(timeout=30)
         for q in QUESTIONS:
