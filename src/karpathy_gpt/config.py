@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # Requests that may wait while the one generation a process runs at a time is written.
     gguf_queue: int = Field(4, ge=0)
 
+    # Answer streams one server process keeps open at once, whatever the answerer; more: 503.
+    max_streams: int = Field(64, ge=1, le=10_000)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:

@@ -16,7 +16,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from threadpoolctl import threadpool_limits
 
-from ..answer import Answerer, Ticket, make_answerer
+from ..answer import Admission, Answerer, JointTicket, admit_all, make_answerer
 from ..config import Settings
 from ..corpus import CorpusError
 from ..embedding import Embedder
@@ -33,9 +33,17 @@ class Service:
     retriever: Retriever
     answerer: Answerer
     chunks: int
+    # Open answer streams, whatever the answerer (KGPT_MAX_STREAMS); made in __post_init__.
+    streams: Admission = field(init=False)
     # A fixed index only: PostgreSQL may switch to a new version under a running server.
     cache_size: int = 0
     recent: OrderedDict[tuple[str, int], Retrieval] = field(default_factory=OrderedDict)
+
+    def __post_init__(self) -> None:
+        limit = self.settings.max_streams
+        self.streams = Admission(
+            slots=limit, what="this server", setting=f"KGPT_MAX_STREAMS={limit}"
+        )
 
     @classmethod
     def start(cls, settings: Settings) -> Service:
@@ -69,13 +77,15 @@ class Service:
         )
         return service
 
-    def admit_answer(self) -> Ticket:
+    def admit_answer(self) -> JointTicket:
         """A place for one answer stream; raises AnswerBusy (-> 503) when there is none.
 
         Every endpoint that streams an answer calls this before its response starts (see
-        answer/admission.py). A per-process cap for all providers belongs here too.
+        answer/admission.py). The place is one of the server's ``KGPT_MAX_STREAMS`` (a stream
+        is counted from here until its response ends, waiting for the model included) and
+        then one in the answerer's own line (the GGUF model's queue; others admit everyone).
         """
-        return self.answerer.admit()
+        return admit_all(self.streams.admit, self.answerer.admit)
 
     async def retrieve(self, question: str, k: int) -> Retrieval:
         """Search off the event loop: every endpoint retrieves through here."""
