@@ -109,6 +109,10 @@ def test_beyond_the_cap_is_an_immediate_503_and_passages_keep_coming(capped):
         assert response.status_code == 200 and len(passages(events)) == 1
     assert max(took) < 5, took
     assert writing.thread.is_alive(), "the saturating answer ended before the checks were done"
+    print(
+        f"saturated: 24 more refused in at most {max(t for _, t in results):.3f} s; "
+        f"/karpathy-docs meanwhile {', '.join(f'{t:.3f}' for t in took)} s"
+    )
 
     # The one writing leaves: the waiting one gets the model and ends; places are free again.
     writing.leave()
