@@ -55,10 +55,13 @@ def start(
     workers: int = 1,
     port: int | None = None,
     timeout: float = 900,
+    program: list[str] | None = None,
 ) -> Server:
-    """``uvicorn *args`` on 127.0.0.1, its output in ``log``; returns once it answers."""
+    """``uvicorn *args`` (or ``program *args``) on 127.0.0.1, its output in ``log``; returns
+    once it answers."""
     port = port or free_port()
-    cmd = [str(VENV_BIN / "uvicorn"), *args, "--host", "127.0.0.1", "--port", str(port)]
+    program = program or [str(VENV_BIN / "uvicorn")]
+    cmd = [*program, *args, "--host", "127.0.0.1", "--port", str(port)]
     if workers > 1:
         cmd += ["--workers", str(workers)]
     started = time.monotonic()

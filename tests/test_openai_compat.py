@@ -182,6 +182,10 @@ def test_refusals_are_openai_errors(client):
             "k",
         ),
         (b"\xff\xfe", None),
+        # Found by tests/test_fuzz.py (each was a 500): too deep, too long a number, no text.
+        (b"[" * 50_000, None),
+        (b'{"model": "karpathy-gpt", "n": ' + b"1" * 5000 + b"}", None),
+        (b'{"model": "karpathy-gpt", "messages": [{"role": "user", "content": "\\ud800"}]}', None),
     ],
 )
 def test_malformed_bodies_are_400_with_the_param(server, body, param):

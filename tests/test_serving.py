@@ -1,9 +1,11 @@
-"""The serving path: ONNX Runtime without torch, workers sharing one memory-mapped index, and the
-bounded cache of repeated questions."""
+"""The serving path: ONNX Runtime without torch, workers sharing one memory-mapped index, the
+bounded cache of repeated questions, and searches bounded in number (each holds memory)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -81,3 +83,35 @@ def test_repeated_questions_come_from_a_bounded_cache(server, index_dir: Path):
         assert a is not b and not uncached.recent
 
     asyncio.run(run_uncached())
+
+
+def test_searches_run_at_most_search_threads_at_once(server, index_dir: Path):
+    """16 distinct questions at once, KGPT_SEARCH_THREADS=2: two run, the rest wait their turn."""
+    settings = Settings(corpus_dir=CORPUS, index_dir=index_dir, query_cache_size=0)
+    service = Service.start(settings.model_copy(update={"search_threads": 2}))
+    search = service.retriever.search
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    def counted(question: str, k: int):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            time.sleep(0.02)  # long enough for the others to pile up if they could
+            return search(question, k)
+        finally:
+            with lock:
+                running -= 1
+
+    service.retriever.search = counted
+
+    async def run():
+        questions = [f"What is makemore, part {n}?" for n in range(16)]
+        return await asyncio.gather(*(service.retrieve(q, 3) for q in questions))
+
+    found = asyncio.run(run())
+    assert most == 2 and all(len(r.hits) == 3 for r in found)
+    default = Service(settings, service.retriever, service.answerer, service.chunks)
+    assert default.search_threads == len(os.sched_getaffinity(0))  # one per core

@@ -1,10 +1,13 @@
 """The web page in a real headless Chromium (Debian's, driven by Playwright) against the real
 server: a typed question streams its answer and three passage cards, a citation highlights its
-card, a follow-up uses the conversation, errors are shown, nothing is fetched from elsewhere.
+card, a follow-up uses the conversation, errors are shown, nothing is fetched from elsewhere;
+a server with KGPT_API_KEYS gets its key from the user (kept in the tab, sent as a bearer
+token); HTML and script in a transcript, a title and an answer are shown as text, never run.
 Screenshots go to test-output/ for people to look at."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -207,3 +210,156 @@ def test_browsers_get_the_page_and_api_clients_the_welcome(server):
     for asset, kind in (("app.js", "javascript"), ("app.css", "text/css")):
         response = httpx.get(f"{server.url}/web/{asset}")
         assert response.status_code == 200 and kind in response.headers["content-type"]
+
+
+KEY = "kgpt-web-test-key-5c1e9a"
+KEY_STORE = "karpathy-gpt-api-key"
+
+
+@pytest.fixture(scope="module")
+def guarded(index_dir, output_dir):
+    srv = Server(
+        base_env(KGPT_INDEX_DIR=str(index_dir), KGPT_API_KEYS=KEY),
+        output_dir / "server-web-key.log",
+    )
+    srv.wait_ready()
+    yield srv
+    srv.stop()
+
+
+def stored_key(page: Page) -> tuple[str | None, str | None]:
+    return page.evaluate(
+        f"[sessionStorage.getItem('{KEY_STORE}'), localStorage.getItem('{KEY_STORE}')]"
+    )
+
+
+def test_a_server_with_api_keys_asks_for_one_keeps_it_and_sends_it(browser, guarded, output_dir):
+    page = browser.new_page()
+    sent: list[tuple[str, str | None]] = []
+    page.on("request", lambda r: sent.append((r.url, r.headers.get("authorization"))))
+    try:
+        open_page(page, guarded.url)  # the page itself is public
+        expect(page.locator("#answerer")).to_have_text("extractive")  # so is /healthz
+        form = page.locator("#key-form")
+        expect(form).to_be_visible()
+        expect(page.locator("#key-message")).to_contain_text("only answers with an API key")
+        expect(page.locator("#key-message")).to_contain_text("401")
+        expect(page.locator("#server-error")).to_be_hidden()
+
+        type_and_ask(page, QUESTION)  # asked anyway: the turn says what to do
+        turn = last_turn(page, "error")
+        expect(turn.locator(".error")).to_have_text(
+            "This server needs an API key: enter it above, then ask again."
+        )
+        expect(page.locator("#key")).to_be_focused()
+        expect(page.locator("#question")).to_have_value(QUESTION)
+        page.screenshot(path=str(output_dir / "web-page-api-key.png"), full_page=True)
+
+        page.keyboard.type("not-the-key")
+        page.keyboard.press("Enter")
+        expect(page.locator("#key-message")).to_contain_text("refused this API key")
+        expect(form).to_be_visible()
+        assert stored_key(page) == [None, None], "a refused key is not kept"
+
+        page.locator("#key").fill(KEY)
+        page.keyboard.press("Enter")
+        expect(form).to_be_hidden()
+        expect(page.locator("#key-status")).to_be_visible()
+        expect(page.locator("#question")).to_be_focused()
+        assert stored_key(page) == [KEY, None], "kept for this tab only, unless remembered"
+        page.keyboard.press("Enter")  # the question is still in the box
+        turn = last_turn(page, "done")
+        expect(turn.locator(".passage")).to_have_count(3)
+        chats = [auth for url, auth in sent if url.endswith("/v1/chat/completions")]
+        assert chats[0] is None and chats[-1] == f"Bearer {KEY}", chats
+        assert not any(KEY in url for url, _ in sent), "the key never goes in a URL"
+
+        page.reload()  # the tab keeps its key
+        expect(page.locator("#answerer")).to_have_text("extractive")
+        type_and_ask(page, "What is makemore?")
+        last_turn(page, "done")
+        expect(form).to_be_hidden()
+
+        page.locator("#key-forget").click()  # forgotten: the server asks again
+        expect(form).to_be_visible()
+        assert stored_key(page) == [None, None]
+
+        page.locator("#key").fill(KEY)
+        page.locator("#key-remember").check()
+        page.locator("#key-use").click()
+        expect(form).to_be_hidden()
+        assert stored_key(page) == [KEY, KEY]
+    finally:
+        page.close()
+    # Remembered: another tab of the same browser profile needs no prompt.
+    other = browser.new_page()
+    try:
+        open_page(other, guarded.url)
+        type_and_ask(other, "What is a bigram?")
+        last_turn(other, "done")
+        expect(other.locator("#key-form")).to_be_hidden()
+        other.locator("#key-forget").click()
+        assert stored_key(other) == [None, None]
+    finally:
+        other.close()
+
+
+MARKUP_TITLE = 'Tokenizers <img src=x onerror="window.pwned=1">'
+MARKUP_SENTENCES = [
+    'The tokenizer turns text into tokens, even text like <img src=x onerror="window.pwned=2"> '
+    "that looks like a web page.",
+    "The tokenizer reads <script>window.pwned=3</script> as plain characters when it turns "
+    "text into tokens.",
+    'A tag such as <b onmouseover="window.pwned=4">bold</b> is just more text for the '
+    "tokenizer to turn into tokens.",
+]
+
+
+@pytest.fixture(scope="module")
+def markup_server(tmp_path_factory, output_dir):
+    """A lecture of our own whose title and transcript hold HTML and script."""
+    corpus = tmp_path_factory.mktemp("markup-corpus")
+    filler = (
+        "Byte pair encoding merges the most frequent pair of tokens again and again. "
+        "The vocabulary grows with every merge, and the sequences get shorter. "
+    )
+    (corpus / "01-tokenizer.txt").write_text(" ".join(MARKUP_SENTENCES) + " " + filler * 3)
+    manifest = [
+        {
+            "id": "01",
+            "title": MARKUP_TITLE,
+            "link": "javascript:window.pwned=5",
+            "transcript": "01-tokenizer.txt",
+        }
+    ]
+    (corpus / "videos.json").write_text(json.dumps(manifest))
+    env = base_env(
+        KGPT_CORPUS_DIR=str(corpus), KGPT_INDEX_DIR=str(tmp_path_factory.mktemp("markup-index"))
+    )
+    srv = Server(env, output_dir / "server-web-markup.log")
+    srv.wait_ready()
+    yield srv
+    srv.stop()
+
+
+def test_markup_in_transcripts_and_answers_is_shown_as_text(browser, markup_server, output_dir):
+    page = browser.new_page()
+    try:
+        open_page(page, markup_server.url)
+        type_and_ask(page, "How does the tokenizer turn text into tokens?")
+        turn = last_turn(page, "done")
+        answer = turn.locator(".answer").inner_text()
+        assert "<script>window.pwned=3</script>" in answer or "<img src=x" in answer, answer
+        cards = turn.locator(".passage")
+        assert cards.count() >= 1
+        shown = " ".join(cards.locator(".passage-text").all_inner_texts())
+        for sentence in MARKUP_SENTENCES:
+            assert sentence in shown
+        assert MARKUP_TITLE in cards.first.locator(".passage-title").inner_text()
+        # Nothing became an element, nothing ran, and the javascript: link is not a link.
+        assert page.locator("#conversation img, #conversation script, #conversation b").count() == 0
+        assert page.locator(".passage-meta a").count() == 0
+        assert page.evaluate("window.pwned") is None
+        page.screenshot(path=str(output_dir / "web-page-markup.png"), full_page=True)
+    finally:
+        page.close()

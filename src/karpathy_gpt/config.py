@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(100, ge=0, le=1000)
 
     query_cache_size: int = Field(1024, ge=0)  # recent (question, k) retrievals kept; 0: none
+    # Searches run at once in one process (0: one per core, or KGPT_DATABASE_POOL_SIZE if
+    # larger); more wait their turn. Each running search holds ONNX Runtime's working memory.
+    search_threads: int = Field(0, ge=0, le=256)
     default_k: int = Field(3, ge=1, le=20)
     max_question_chars: int = Field(2000, ge=1)
     cors_origins: str = "*"
@@ -68,6 +71,9 @@ class Settings(BaseSettings):
     gguf_batch_threads: int = Field(2, ge=1)
     # Requests that may wait while the one generation a process runs at a time is written.
     gguf_queue: int = Field(4, ge=0)
+
+    # Answer streams one server process keeps open at once, whatever the answerer; more: 503.
+    max_streams: int = Field(64, ge=1, le=10_000)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..config import Settings
-from .admission import Admission, Ticket
+from .admission import Admission, JointTicket, Place, Ticket, admit_all
 from .base import AnswerBusy, Answerer, AnswerError, Message
 
 __all__ = [
@@ -11,8 +11,11 @@ __all__ = [
     "Answerer",
     "AnswerBusy",
     "AnswerError",
+    "JointTicket",
     "Message",
+    "Place",
     "Ticket",
+    "admit_all",
     "choose_answerer",
     "make_answerer",
 ]

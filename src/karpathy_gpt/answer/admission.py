@@ -1,10 +1,12 @@
 """Admission: how many answers are written at once, how many may wait, and "busy" beyond that.
 
 One mechanism for every endpoint that streams an answer (/karpathy-stream, the OpenAI-compatible
-chat endpoint) and every limit (the in-process GGUF model writes one answer at a time; a
-per-process cap on answer streams can use the same class). An ``Admission`` has ``slots``
-(answers written at once) and a ``queue`` (requests allowed to wait for a slot). The endpoint
-asks for a place *before* its response starts, so a full queue can still become a plain 503::
+chat endpoint) and every limit: the server's cap on open answer streams (``KGPT_MAX_STREAMS``,
+whatever the provider) and the provider's own (the in-process GGUF model writes one answer at a
+time). An ``Admission`` has ``slots`` (answers written at once) and a ``queue`` (requests allowed
+to wait for a slot); ``JointTicket`` holds a place in several at once, taken in order (the
+server's cap first) and given back together. The endpoint asks for a place *before* its
+response starts, so "full" can still become a plain 503::
 
     ticket = service.admit_answer()       # raises AnswerBusy -> 503 + Retry-After (api/app.py)
     try:
@@ -31,7 +33,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from typing import TypeVar
 
@@ -47,7 +50,8 @@ class Admission:
     def __init__(
         self, slots: int | None, queue: int = 0, what: str = "the model", setting: str = ""
     ):
-        """``slots=None`` admits everyone; ``setting`` names the knob that sizes the queue."""
+        """``slots=None`` admits everyone; ``setting`` is the knob that sizes it, as it is set
+        (``KGPT_GGUF_QUEUE=4``), for the busy message."""
         self.slots = slots
         self.queue = queue
         self.what = what
@@ -65,14 +69,22 @@ class Admission:
     def waiting(self) -> int:
         return self._admitted - self._holding
 
+    @property
+    def admitted(self) -> int:
+        """Places taken: running and waiting."""
+        return self._admitted
+
     def admit(self) -> Ticket:
         """A place in the line, or AnswerBusy when every slot is taken and the queue is full."""
         if self.slots is not None and self._admitted >= self.slots + self.queue:
             retry = self.retry_after()
-            limit = f" ({self.setting}={self.queue})" if self.setting else ""
+            limit = f" ({self.setting})" if self.setting else ""
+            if self.queue:
+                held = f"{self.running} answer(s) being written and {self.waiting} waiting"
+            else:
+                held = f"{self.admitted} answer stream(s) open"
             raise AnswerBusy(
-                f"{self.what} is busy: {self.running} answer(s) being written and "
-                f"{self.waiting} waiting, as many as allowed{limit}; try again in about "
+                f"{self.what} is busy: {held}, as many as allowed{limit}; try again in about "
                 f"{retry} s",
                 retry_after=retry,
             )
@@ -90,7 +102,31 @@ class Admission:
         self._mean_hold = 0.7 * self._mean_hold + 0.3 * seconds
 
 
-class Ticket:
+class Place(ABC):
+    """A place for one answer stream: ``async with`` (waits for a slot), ``release`` and
+    ``hold``. Endpoints get one from ``Service.admit_answer`` (a JointTicket)."""
+
+    @abstractmethod
+    async def __aenter__(self) -> Place: ...
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+    @abstractmethod
+    def release(self) -> None:
+        """Give the place back; a second call does nothing."""
+
+    async def hold(self, items: AsyncIterator[T]) -> AsyncIterator[T]:
+        """``items`` once a slot is free; the slot is held until they end or are abandoned."""
+        try:
+            async with self, aclosing(items):
+                async for item in items:
+                    yield item
+        finally:
+            self.release()
+
+
+class Ticket(Place):
     """One admitted request: waits for a slot on entry, gives slot and place back on exit."""
 
     def __init__(self, admission: Admission):
@@ -106,9 +142,6 @@ class Ticket:
             self._since = time.monotonic()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        self.release()
-
     def release(self) -> None:
         """Give back the slot (if held) and the place in line; a second call does nothing."""
         if self._released:
@@ -123,14 +156,34 @@ class Ticket:
             admission._free.release()
         admission._admitted -= 1
 
-    async def hold(self, items: AsyncIterator[T]) -> AsyncIterator[T]:
-        """``items`` once a slot is free; the slot is held until they end or are abandoned."""
-        try:
-            async with self, aclosing(items):
-                async for item in items:
-                    yield item
-        finally:
-            self.release()
+
+class JointTicket(Place):
+    """Places in several admissions, entered in order and released in reverse order."""
+
+    def __init__(self, tickets: Sequence[Ticket]):
+        self._tickets = tuple(tickets)
+
+    async def __aenter__(self) -> JointTicket:
+        for ticket in self._tickets:
+            await ticket.__aenter__()
+        return self
+
+    def release(self) -> None:
+        for ticket in reversed(self._tickets):
+            ticket.release()
+
+
+def admit_all(*admit: Callable[[], Ticket]) -> JointTicket:
+    """A place from each of ``admit`` in turn; AnswerBusy from one gives back those taken."""
+    taken: list[Ticket] = []
+    try:
+        for take in admit:
+            taken.append(take())
+    except BaseException:
+        for ticket in reversed(taken):
+            ticket.release()
+        raise
+    return JointTicket(taken)
 
 
 #: The admission of providers without a limit of their own.

@@ -76,7 +76,9 @@ class GGUFAnswerer(Answerer):
         self.name = path.name.removesuffix(".gguf")
         self.max_tokens = max_tokens
         self.rewrite_timeout = rewrite_timeout
-        self.admission = Admission(slots=1, queue=queue, what=self.name, setting="KGPT_GGUF_QUEUE")
+        self.admission = Admission(
+            slots=1, queue=queue, what=self.name, setting=f"KGPT_GGUF_QUEUE={queue}"
+        )
         self._engine = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gguf")
         self._jobs = 0  # submitted and not yet finished
         self._cancel: threading.Event | None = None  # the running job's flag

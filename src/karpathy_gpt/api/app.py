@@ -84,7 +84,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz", summary="Liveness and what is loaded")
     async def healthz(service: Annotated[Service, Depends(get_service)]) -> dict:
-        return {"status": "ok", "chunks": service.chunks, "answerer": service.answerer.name}
+        return {
+            "status": "ok",
+            "chunks": service.chunks,
+            "answerer": service.answerer.name,
+            "answer_streams": {"open": service.streams.admitted, "limit": service.streams.slots},
+        }
 
     app.include_router(legacy.router)
     app.include_router(openai_compat.router)

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
-from ..answer import AnswerError, Ticket
+from ..answer import AnswerError, Place
 from ..logs import redact
 from ..retrieval import Retrieval
 from ..store import Hit
@@ -110,7 +110,7 @@ async def karpathy_stream(body: AskDep, service: ServiceDep) -> EventSourceRespo
 
 
 async def answer_events(
-    service: Service, retrieval: Retrieval, ticket: Ticket | None = None
+    service: Service, retrieval: Retrieval, ticket: Place | None = None
 ) -> AsyncIterator[ServerSentEvent]:
     tokens = service.answerer.stream(retrieval)
     try:

@@ -49,7 +49,7 @@ from ..logs import redact
 from ..retrieval import Retrieval
 from ..store import Hit
 from ..store.base import DatabaseError
-from .requests import read_capped
+from .requests import has_lone_surrogates, read_capped
 from .service import Service, get_service
 from .streaming import SHUTTING_DOWN_MESSAGE, event_stream
 
@@ -206,8 +206,11 @@ async def read_chat(request: Request) -> ChatRequest:
     body = await read_capped(request, MAX_CHAT_BODY_BYTES)
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        unpaired = has_lone_surrogates(json.dumps(data, ensure_ascii=False))
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, too deep, a huge number
         raise ChatError(400, f"the body is not valid UTF-8 JSON: {exc}") from exc
+    if unpaired:  # "\ud800" is valid JSON, but no text: the tokenizer and UTF-8 refuse it
+        raise ChatError(400, "the body is not valid Unicode: it holds a lone surrogate (\\ud800)")
     if not isinstance(data, dict):
         raise ChatError(400, 'the body must be a JSON object: {"model": ..., "messages": [...]}')
     try:

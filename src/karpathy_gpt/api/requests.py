@@ -83,7 +83,7 @@ async def read_ask(request: Request, default_k: int, max_chars: int) -> Ask:
         raise _unprocessable("missing question: send the form field 'question' (or 'query')")
     if not isinstance(question, str):
         raise _unprocessable("question must be a string")
-    if "\ufffd" in question or _has_surrogates(question):
+    if "\ufffd" in question or has_lone_surrogates(question):
         raise _unprocessable("question is not valid UTF-8")
     question = question.strip()
     if not question:
@@ -104,7 +104,7 @@ async def read_ask(request: Request, default_k: int, max_chars: int) -> Ask:
     return Ask(question=question, k=k, format=fmt)
 
 
-def _has_surrogates(text: str) -> bool:
+def has_lone_surrogates(text: str) -> bool:
     """JSON's ``"\\ud800"`` decodes to a lone surrogate, which no UTF-8 consumer can take."""
     try:
         text.encode("utf-8")

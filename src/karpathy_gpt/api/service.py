@@ -1,22 +1,27 @@
 """What a running server holds: settings, the retriever over the index, and the answerer.
 
-Retrieval, the CPU work of a request, runs in worker threads, never on the event loop, and the
-last ``KGPT_QUERY_CACHE_SIZE`` distinct (question, k) retrievals are kept, so a repeated
-question costs no embedding or search.
+Retrieval, the CPU work of a request, runs in worker threads, never on the event loop, at most
+``search_threads`` at once: more would not finish sooner on the same cores, and each one
+running holds ONNX Runtime's working memory (~2 MB; 32 at once grew the heap by 62 MB where 2
+grew it by 6 MB, at the same embeddings per second). The last ``KGPT_QUERY_CACHE_SIZE``
+distinct (question, k) retrievals are kept (~7 KB each), so a repeated question costs no
+embedding or search.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import anyio
+import anyio.to_thread
 from fastapi import Request
-from starlette.concurrency import run_in_threadpool
 from threadpoolctl import threadpool_limits
 
-from ..answer import Answerer, Ticket, make_answerer
+from ..answer import Admission, Answerer, JointTicket, admit_all, make_answerer
 from ..config import Settings
 from ..corpus import CorpusError
 from ..embedding import Embedder
@@ -33,9 +38,28 @@ class Service:
     retriever: Retriever
     answerer: Answerer
     chunks: int
+    # Open answer streams, whatever the answerer (KGPT_MAX_STREAMS); made in __post_init__.
+    streams: Admission = field(init=False)
     # A fixed index only: PostgreSQL may switch to a new version under a running server.
     cache_size: int = 0
     recent: OrderedDict[tuple[str, int], Retrieval] = field(default_factory=OrderedDict)
+    # Made on the event loop by the first search (anyio's limiters belong to a running loop).
+    _searching: anyio.CapacityLimiter | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        limit = self.settings.max_streams
+        self.streams = Admission(
+            slots=limit, what="this server", setting=f"KGPT_MAX_STREAMS={limit}"
+        )
+
+    @property
+    def search_threads(self) -> int:
+        settings = self.settings
+        if settings.search_threads:
+            return settings.search_threads
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        pool = settings.database_pool_size if settings.database_url else 0
+        return max(cores or 1, pool)
 
     @classmethod
     def start(cls, settings: Settings) -> Service:
@@ -69,13 +93,15 @@ class Service:
         )
         return service
 
-    def admit_answer(self) -> Ticket:
+    def admit_answer(self) -> JointTicket:
         """A place for one answer stream; raises AnswerBusy (-> 503) when there is none.
 
         Every endpoint that streams an answer calls this before its response starts (see
-        answer/admission.py). A per-process cap for all providers belongs here too.
+        answer/admission.py). The place is one of the server's ``KGPT_MAX_STREAMS`` (a stream
+        is counted from here until its response ends, waiting for the model included) and
+        then one in the answerer's own line (the GGUF model's queue; others admit everyone).
         """
-        return self.answerer.admit()
+        return admit_all(self.streams.admit, self.answerer.admit)
 
     async def retrieve(self, question: str, k: int) -> Retrieval:
         """Search off the event loop: every endpoint retrieves through here."""
@@ -84,7 +110,11 @@ class Service:
         if retrieval is not None:
             self.recent.move_to_end(key)
         else:
-            retrieval = await run_in_threadpool(self.retriever.search, question, k)
+            if self._searching is None:
+                self._searching = anyio.CapacityLimiter(self.search_threads)
+            retrieval = await anyio.to_thread.run_sync(
+                self.retriever.search, question, k, limiter=self._searching
+            )
             if self.cache_size:
                 self.recent[key] = retrieval
                 while len(self.recent) > self.cache_size:

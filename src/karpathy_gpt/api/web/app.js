@@ -2,6 +2,8 @@
 // passages (in the first event) and the answer, token by token, from the same retrieval; earlier
 // turns go along so a follow-up is read with the conversation. Citations [n] link to the passage
 // cards. Every text from the server is set with textContent: nothing it sends becomes markup.
+// A server started with KGPT_API_KEYS answers 401: the page then asks for a key, keeps it in
+// sessionStorage (localStorage if the user ticks "remember") and sends it as a bearer token.
 "use strict";
 
 const state = { model: null, turns: [], count: 0, controller: null };
@@ -15,6 +17,88 @@ function element(tag, attributes = {}, text = null) {
   return node;
 }
 
+// --- the API key (servers started with KGPT_API_KEYS) ---------------------------------------
+
+const KEY_NAME = "karpathy-gpt-api-key";
+const VISIBLE_ASCII = /^[\x21-\x7e]+$/; // what an HTTP header can carry, without blanks
+let keyInMemory = ""; // where storage is switched off
+
+class KeyNeeded extends Error {}
+
+const apiKey = {
+  get() {
+    try {
+      return sessionStorage.getItem(KEY_NAME) || localStorage.getItem(KEY_NAME) || keyInMemory;
+    } catch {
+      return keyInMemory;
+    }
+  },
+  set(key, remember) {
+    keyInMemory = key;
+    try {
+      sessionStorage.setItem(KEY_NAME, key);
+      if (remember) localStorage.setItem(KEY_NAME, key);
+      else localStorage.removeItem(KEY_NAME);
+    } catch {
+      // storage refused: the key lives until the page is closed
+    }
+  },
+  forget() {
+    keyInMemory = "";
+    try {
+      sessionStorage.removeItem(KEY_NAME);
+      localStorage.removeItem(KEY_NAME);
+    } catch {
+      // nothing was stored
+    }
+  },
+  headers() {
+    const key = this.get();
+    return key ? { Authorization: `Bearer ${key}` } : {};
+  },
+};
+
+// A 401: forget a key the server refused, ask for one, and say why in the turn.
+function keyNeeded() {
+  const refused = Boolean(apiKey.get());
+  apiKey.forget();
+  showKeyForm(refused
+    ? "The server refused this API key (401 unauthorized). Check it and enter it again."
+    : "This server only answers with an API key (401 unauthorized). Enter the key its "
+      + "owner gave you.");
+  return new KeyNeeded(refused
+    ? "The server refused the API key: enter a valid key above, then ask again."
+    : "This server needs an API key: enter it above, then ask again.");
+}
+
+function showKeyForm(message) {
+  $("key-message").textContent = message;
+  $("key-form").hidden = false;
+  showKeyStatus();
+}
+
+function showKeyStatus() {
+  $("key-status").hidden = !apiKey.get();
+}
+
+async function useKey() {
+  const key = $("key").value.trim();
+  if (!VISIBLE_ASCII.test(key)) {
+    $("key-message").textContent = key
+      ? "An API key is letters, digits and punctuation, without spaces."
+      : "Enter the key first.";
+    $("key").focus();
+    return;
+  }
+  apiKey.set(key, $("key-remember").checked);
+  $("key").value = "";
+  $("key-form").hidden = true;
+  showKeyStatus();
+  await loadStatus();
+  if ($("key-form").hidden) $("question").focus();
+  else $("key").focus();
+}
+
 // --- the server's state: which answerer, which model --------------------------------------
 
 async function loadStatus() {
@@ -25,6 +109,7 @@ async function loadStatus() {
     state.model = models.data[0].id;
     $("server-error").hidden = true;
   } catch (error) {
+    if (error instanceof KeyNeeded) return; // the key form says what to do
     $("answerer").textContent = "unknown";
     showServerError(error.message);
   }
@@ -33,10 +118,11 @@ async function loadStatus() {
 async function getJSON(path) {
   let response;
   try {
-    response = await fetch(path, { headers: { Accept: "application/json" } });
+    response = await fetch(path, { headers: { Accept: "application/json", ...apiKey.headers() } });
   } catch {
     throw new Error(unreachable());
   }
+  if (response.status === 401) throw keyNeeded();
   if (!response.ok) throw new Error(await refusal(response));
   return response.json();
 }
@@ -104,7 +190,11 @@ async function ask(question) {
     try {
       response = await fetch("/v1/chat/completions", {
         method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+        headers: {
+          "Content-Type": "application/json",
+          Accept: "text/event-stream",
+          ...apiKey.headers(),
+        },
         body: JSON.stringify({
           model: state.model || "karpathy-gpt",
           messages: [...history(), { role: "user", content: question }],
@@ -116,6 +206,7 @@ async function ask(question) {
       if (error.name === "AbortError") throw error;
       throw new Error(unreachable());
     }
+    if (response.status === 401) throw keyNeeded();
     if (!response.ok) throw new Error(await refusal(response));
     turn.root.dataset.state = "streaming";
     turn.status.textContent = "Writing…";
@@ -135,6 +226,10 @@ async function ask(question) {
       turn.answer.hidden = !turn.text;
       turn.error.textContent = error.message;
       turn.error.hidden = false;
+      if (error instanceof KeyNeeded) {
+        if (!$("question").value) $("question").value = question; // to ask again with the key
+        $("key").focus();
+      }
     }
   } finally {
     turn.answer.setAttribute("aria-busy", "false");
@@ -337,6 +432,17 @@ $("stop").addEventListener("click", () => {
   if (state.controller) state.controller.abort();
   $("question").focus();
 });
+$("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  useKey();
+});
+$("key-forget").addEventListener("click", () => {
+  apiKey.forget();
+  showKeyStatus();
+  state.model = null;
+  loadStatus();
+  $("question").focus();
+});
 $("new").addEventListener("click", () => {
   if (state.controller) state.controller.abort();
   state.turns = [];
@@ -344,5 +450,6 @@ $("new").addEventListener("click", () => {
   $("question").focus();
 });
 
+showKeyStatus();
 loadStatus();
 $("question").focus();
