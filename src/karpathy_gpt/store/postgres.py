@@ -61,6 +61,9 @@ HNSW_EF_SEARCH = 100  # > CANDIDATES, so the dense top-N is (near) exact
 SEARCH_FORMAT = 3
 # The best partial scores scored exactly first, to raise the bar the other chunks must clear.
 LEADERS = 2 * CANDIDATES
+# Memory a search may hash its partial scores in (~100 bytes a chunk holding an essential term,
+# so ~300k chunks) before it spills them to disk; taken only when a query needs it.
+SEARCH_WORK_MEM = "32MB"
 
 SCHEMA = [
     "CREATE EXTENSION IF NOT EXISTS vector",
@@ -629,6 +632,7 @@ def _configure(conn: psycopg.Connection) -> None:
     # attached before the plan was made.
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     conn.execute(f"SET hnsw.ef_search = {HNSW_EF_SEARCH}")
+    conn.execute(f"SET work_mem = '{SEARCH_WORK_MEM}'")
     conn.commit()
 
 
