@@ -65,6 +65,12 @@ LEADERS = 2 * CANDIDATES
 # so ~300k chunks) before it spills them to disk; taken only when a query needs it.
 SEARCH_WORK_MEM = "32MB"
 
+POSTINGS = """CREATE TABLE IF NOT EXISTS kgpt_postings (
+    version_id bigint NOT NULL,
+    term integer NOT NULL,
+    ordinal integer NOT NULL,
+    weight real NOT NULL,
+    PRIMARY KEY (version_id, term, ordinal) INCLUDE (weight)) PARTITION BY LIST (version_id)"""
 SCHEMA = [
     "CREATE EXTENSION IF NOT EXISTS vector",
     """CREATE TABLE IF NOT EXISTS kgpt_schema_version (
@@ -100,12 +106,7 @@ SCHEMA = [
         max_weight real NOT NULL,
         floor_weight real NOT NULL,
         PRIMARY KEY (version_id, lexeme))""",
-    """CREATE TABLE IF NOT EXISTS kgpt_postings (
-        version_id bigint NOT NULL,
-        term integer NOT NULL,
-        ordinal integer NOT NULL,
-        weight real NOT NULL,
-        PRIMARY KEY (version_id, term, ordinal) INCLUDE (weight)) PARTITION BY LIST (version_id)""",
+    POSTINGS,
     "INSERT INTO kgpt_schema_version (version) VALUES (%(version)s) ON CONFLICT DO NOTHING",
 ]
 
@@ -119,7 +120,7 @@ MIGRATIONS = {
         "ALTER COLUMN search_length DROP NOT NULL",
         "ALTER TABLE kgpt_lexemes ADD COLUMN IF NOT EXISTS term integer, "
         "ADD COLUMN IF NOT EXISTS max_weight real, ADD COLUMN IF NOT EXISTS floor_weight real",
-        SCHEMA[-2],  # kgpt_postings
+        POSTINGS,
         "ALTER TABLE kgpt_chunks ALTER COLUMN sentence_vectors SET STORAGE EXTERNAL",
         "INSERT INTO kgpt_schema_version (version) VALUES (2) ON CONFLICT DO NOTHING",
     ],
