@@ -429,11 +429,22 @@ def test_a_schema_1_database_is_upgraded_and_republished_at_the_next_ingest(
         pg.close()
 
 
-def test_a_read_only_database_with_an_older_schema_says_what_to_do(database_url, embedder):
+def test_a_read_only_database_without_the_current_schema_says_what_to_do(database_url, embedder):
+    def read_only(on: bool) -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("SET default_transaction_read_only = off")
+            conn.execute(
+                f'ALTER DATABASE "{conn.info.dbname}" SET default_transaction_read_only = '
+                + ("on" if on else "off")
+            )
+
+    read_only(True)  # as a standby of a primary nobody has started this release on
+    with pytest.raises(DatabaseError, match="has no schema .* read-only.*karpathy-gpt ingest"):
+        PostgresStore(database_url)
+    read_only(False)
     schema_1_database(database_url, embedder)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'ALTER DATABASE "{conn.info.dbname}" SET default_transaction_read_only = on')
-    with pytest.raises(DatabaseError, match="read-only.*karpathy-gpt ingest"):
+    read_only(True)
+    with pytest.raises(DatabaseError, match="schema version 1 .* read-only.*karpathy-gpt ingest"):
         PostgresStore(database_url)
 
 

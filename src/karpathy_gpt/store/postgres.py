@@ -588,28 +588,27 @@ def _create_schema(conn: psycopg.Connection) -> None:
     """Create the schema, or bring an older one up to date; a read replica only checks it."""
     newest = _schema_version(conn)
     if newest is None or newest < SCHEMA_VERSION:
-        try:
-            # Concurrent first starts would race on CREATE ... IF NOT EXISTS, and on
-            # migrations; the lock serialises them, and the version is read again under it.
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK + 1,))
-                newest = _schema_version(conn)
-                if newest is None:
-                    params = {"version": SCHEMA_VERSION}
-                    for statement in SCHEMA:
-                        conn.execute(statement, params if "%(" in statement else None)
-                else:
-                    for version in range(newest + 1, SCHEMA_VERSION + 1):
-                        log.warning("upgrading the database schema to version %d", version)
-                        for statement in MIGRATIONS[version]:
-                            conn.execute(statement)
-        except psycopg.errors.ReadOnlySqlTransaction as exc:
+        if conn.execute("SHOW transaction_read_only").fetchone()[0] == "on":  # a standby
             found = "no schema" if newest is None else f"schema version {newest}"
             raise DatabaseError(
                 f"the database has {found} and this code needs version {SCHEMA_VERSION}, but the "
                 "server is read-only (a standby?): run `karpathy-gpt ingest` with this release "
                 "against the primary once, which creates or upgrades it"
-            ) from exc
+            )
+        # Concurrent first starts would race on CREATE ... IF NOT EXISTS, and on migrations;
+        # the lock serialises them, and the version is read again under it.
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK + 1,))
+            newest = _schema_version(conn)
+            if newest is None:
+                params = {"version": SCHEMA_VERSION}
+                for statement in SCHEMA:
+                    conn.execute(statement, params if "%(" in statement else None)
+            else:
+                for version in range(newest + 1, SCHEMA_VERSION + 1):
+                    log.warning("upgrading the database schema to version %d", version)
+                    for statement in MIGRATIONS[version]:
+                        conn.execute(statement)
         newest = _schema_version(conn)
     if newest != SCHEMA_VERSION:
         raise DatabaseError(
