@@ -7,6 +7,9 @@ Embedding 100k chunks with MiniLM on two busy cores would take hours (the script
 rate on a sample and prints the estimate), so the sentences are embedded once (they are the real
 corpus's sentences, already in its index) and each synthetic chunk's vector is the normalised
 mean of its sentences' vectors; sentence vectors, text, BM25 and the full-text index are exact.
+Each row also says how far the stores agree at that size (see ``agreement``). Means of random
+sentences' vectors crowd together more than real chunk vectors do (a question's cosines to them
+spread less), which makes HNSW's approximate search miss more: a pessimistic case for recall.
 Usage (needs `pip install -e '.[postgres,bench]'`):
 
     .venv/bin/python benchmarks/postgres_vs_embedded.py [--sizes 10000,100000] [--requests 60]
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import shutil
@@ -37,7 +41,8 @@ from karpathy_gpt.corpus import corpus_fingerprint, load_corpus
 from karpathy_gpt.embedding import Embedder
 from karpathy_gpt.evaluation import DEFAULT_QUESTIONS, load_questions
 from karpathy_gpt.indexing import index_key, open_index
-from karpathy_gpt.store.local import LocalStore
+from karpathy_gpt.lexical import tokenize
+from karpathy_gpt.store.local import CANDIDATES, LocalStore
 from karpathy_gpt.store.postgres import PostgresStore
 from karpathy_gpt.text import normalise, sentence_spans
 
@@ -181,6 +186,36 @@ def search_times(
     return times
 
 
+def agreement(
+    index: LocalStore, store: PostgresStore, queries: list[tuple[str, np.ndarray]]
+) -> dict:
+    """How far Postgres returns what the embedded store returns, at this size: top-3 slots; the
+    BM25 top 50 (compared by score, as exact ties may come in either order); the HNSW dense top
+    50's recall of the exact one; and top-3 slots when Postgres's BM25 ranking is fused with the
+    exact dense ranking instead (what is left once HNSW's approximation is taken out)."""
+    slots = bm25_same = recalled = exact_dense_slots = 0
+    for query, vector in queries:
+        want = [h.chunk.metadata for h in index.search(query, vector, 3)]
+        got = [h.chunk.metadata for h in store.search(query, vector, 3)]
+        slots += sum(a == b for a, b in zip(want, got, strict=True))
+        tokens = [t for t in tokenize([query])[0] if t in index.bm25.vocab_dict]
+        scores = index.bm25.get_scores(tokens) if tokens else np.zeros(len(index))
+        best = np.sort(scores[scores > 0])[::-1][:CANDIDATES]
+        lexical = store.lexical_scores(query)
+        stored = [score for _, score in lexical]
+        bm25_same += len(stored) == len(best) and np.allclose(stored, best, rtol=1e-6)
+        dense, similarities = index.dense_ranking(vector, CANDIDATES)
+        recalled += len(set(dense) & set(store.dense_ranking(vector)))
+        fused = index.fuse(dense, [ordinal for ordinal, _ in lexical], similarities, 3)
+        exact_dense_slots += sum(a == h.chunk.metadata for a, h in zip(want, fused, strict=True))
+    return {
+        "top3_slots_same": f"{slots}/{3 * len(queries)}",
+        "bm25_top50_same": f"{bm25_same}/{len(queries)}",
+        "dense_recall_at_50": round(recalled / (CANDIDATES * len(queries)), 3),
+        "top3_slots_same_with_exact_dense": f"{exact_dense_slots}/{3 * len(queries)}",
+    }
+
+
 def summary(times: list[float]) -> dict:
     ordered = sorted(times)
     return {
@@ -197,6 +232,8 @@ def main() -> None:
     parser.add_argument("--work-dir", default=None, help="keep indexes here (default: temp)")
     parser.add_argument("--plot", default=str(REPO / "benchmarks" / "postgres_vs_embedded.png"))
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    logging.getLogger("karpathy_gpt.store.postgres").setLevel(logging.INFO)  # publish steps
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="kgpt-bench-pg-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -256,6 +293,7 @@ def main() -> None:
         store = PostgresStore(database_url)
         try:
             alone = search_times({"embedded": index, "postgres": store}, queries, args.requests)
+            same = agreement(index, store, queries)
         finally:
             store.close()
         row = {
@@ -268,6 +306,7 @@ def main() -> None:
             "missing_sentences_embedded": missing,
             "embedded_save_s": round(save_s, 1),
             "postgres_publish_s": round(publish_s, 1),
+            **same,
         }
         row["p50_ratio_pg_over_embedded"] = round(
             row["postgres"]["p50_ms"] / row["embedded"]["p50_ms"], 2

@@ -21,8 +21,9 @@ import numpy as np
 import pgserver
 import psycopg
 import pytest
-from conftest import CORPUS, SHARED, VENV_BIN, Server, base_env, passages, post_sse
+from conftest import CORPUS, REPO, SHARED, VENV_BIN, Server, base_env, passages, post_sse
 
+from karpathy_gpt.chunking import Chunk
 from karpathy_gpt.config import Settings
 from karpathy_gpt.corpus import corpus_fingerprint, load_corpus
 from karpathy_gpt.embedding import Embedder
@@ -30,7 +31,17 @@ from karpathy_gpt.evaluation import load_questions
 from karpathy_gpt.indexing import build_store, index_key, open_index
 from karpathy_gpt.lexical import tokenize
 from karpathy_gpt.retrieval import Retriever
-from karpathy_gpt.store.postgres import SCHEMA_VERSION, PostgresStore
+from karpathy_gpt.store.base import DatabaseError
+from karpathy_gpt.store.local import CANDIDATES, LocalStore
+from karpathy_gpt.store.postgres import (
+    RANKINGS,
+    SCHEMA_VERSION,
+    SEARCH,
+    SEARCH_FORMAT,
+    PostgresStore,
+    search_params,
+)
+from karpathy_gpt.store.postings import Postings
 from karpathy_gpt.text import normalise
 
 SENTENCES = [
@@ -110,7 +121,7 @@ def versions(url: str) -> list[int]:
         return [r[0] for r in conn.execute("SELECT id FROM kgpt_versions ORDER BY id")]
 
 
-def test_schema_is_created_once_with_vector_and_text_indexes(database_url):
+def test_schema_is_created_once_with_vector_and_postings_indexes(database_url):
     PostgresStore(database_url).close()
     PostgresStore(database_url).close()  # a second start finds everything in place
     with psycopg.connect(database_url) as conn:
@@ -119,16 +130,25 @@ def test_schema_is_created_once_with_vector_and_text_indexes(database_url):
         ]
         indexes = dict(
             conn.execute(
-                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'kgpt_chunks'"
+                "SELECT indexname, indexdef FROM pg_indexes "
+                "WHERE tablename IN ('kgpt_chunks', 'kgpt_postings')"
             ).fetchall()
         )
-        column = conn.execute(
-            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-            "WHERE attrelid = 'kgpt_chunks'::regclass AND attname = 'embedding'"
+        columns = dict(
+            conn.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) || ' ' || attstorage::text "
+                "FROM pg_attribute WHERE attrelid = 'kgpt_chunks'::regclass AND attnum > 0"
+            ).fetchall()
+        )
+        partitioned = conn.execute(
+            "SELECT count(*) FROM pg_partitioned_table "
+            "WHERE partrelid IN ('kgpt_chunks'::regclass, 'kgpt_postings'::regclass)"
         ).fetchone()[0]
-    assert column == "vector(384)"
+    assert columns["embedding"].startswith("vector(384) ")
+    assert columns["sentence_vectors"] == "vector(384)[] e"  # out of line, not compressed
     assert "USING hnsw (embedding vector_cosine_ops)" in indexes["kgpt_chunks_embedding"]
-    assert "USING gin (search)" in indexes["kgpt_chunks_search"]
+    assert "(version_id, term, ordinal) INCLUDE (weight)" in indexes["kgpt_postings_pkey"]
+    assert partitioned == 2
 
 
 def test_hybrid_search_returns_what_the_embedded_store_returns(database_url, embedder, tmp_path):
@@ -153,25 +173,51 @@ def test_hybrid_search_returns_what_the_embedded_store_returns(database_url, emb
         pg.close()
 
 
-def test_full_text_holds_exactly_the_embedded_stores_tokens(database_url, embedder, tmp_path):
-    """Each chunk's tsvector: the BM25 tokens of its normalised text, with their counts."""
+def test_postings_hold_the_embedded_stores_bm25_weights(database_url, embedder, tmp_path):
+    """Each chunk's postings: the BM25 tokens of its normalised text, with bm25s's weights."""
     corpus = small_corpus(tmp_path / "corpus", SENTENCES + MORE)
     settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
     local = open_index(settings, embedder)
     open_index(settings.model_copy(update={"database_url": database_url}), embedder).close()
     with psycopg.connect(database_url) as conn:
         rows = conn.execute(
-            "SELECT c.ordinal, c.search_length, "
-            "array_agg(t.lexeme ORDER BY t.lexeme), array_agg(array_length(t.positions, 1) "
-            "ORDER BY t.lexeme) FROM kgpt_chunks c, unnest(c.search) t GROUP BY c.ordinal, "
-            "c.search_length ORDER BY c.ordinal"
+            "SELECT p.ordinal, l.lexeme, p.weight FROM kgpt_postings p "
+            "JOIN kgpt_lexemes l ON l.version_id = p.version_id AND l.term = p.term"
         ).fetchall()
-    assert len(rows) == len(local)
-    for (ordinal, length, lexemes, counts), chunk in zip(rows, local.chunks, strict=True):
-        tokens = tokenize([normalise(chunk.text)])[0]
-        want = sorted(Counter(tokens).items())
-        assert list(zip(lexemes, counts, strict=True)) == want, ordinal
-        assert length == len(tokens)
+        lexemes = conn.execute("SELECT lexeme, chunks, max_weight FROM kgpt_lexemes").fetchall()
+    stored: dict[int, dict[str, float]] = {}
+    for ordinal, lexeme, weight in rows:
+        stored.setdefault(ordinal, {})[lexeme] = weight
+    assert len(stored) == len(local)
+    for ordinal, chunk in enumerate(local.chunks):
+        tokens = set(tokenize([normalise(chunk.text)])[0])
+        assert set(stored[ordinal]) == tokens, ordinal
+        for lexeme, weight in stored[ordinal].items():
+            assert weight == local.bm25.get_scores([lexeme])[ordinal], (ordinal, lexeme)
+    for lexeme, chunks, max_weight in lexemes:
+        weights = local.bm25.get_scores([lexeme])
+        assert chunks == np.count_nonzero(weights) and max_weight == weights.max(), lexeme
+
+
+def test_postings_bounds_are_each_terms_largest_and_nth_largest_weights():
+    texts = ["gradient descent step", "gradient gradient loss", "loss loss loss", "a step"]
+    vectors = [np.zeros((1, 384), dtype=np.float32)] * len(texts)
+    index = LocalStore.build(
+        [Chunk(text=t, metadata={}) for t in texts], texts, np.zeros((4, 384)), vectors
+    )
+    postings = Postings.from_bm25(index.bm25)
+    by_term = dict(zip(postings.lexemes, range(len(postings.lexemes)), strict=True))
+    assert set(by_term) == {"gradient", "descent", "step", "loss"}
+    floors = postings.floor_weights(2)
+    for lexeme, term in by_term.items():
+        weights = index.bm25.get_scores([lexeme])
+        held = np.sort(weights[weights > 0])[::-1]
+        assert postings.chunk_counts()[term] == len(held)
+        assert postings.max_weights()[term] == held[0]
+        assert floors[term] == (held[1] if len(held) >= 2 else 0), lexeme
+    assert list(postings.terms()) == [
+        t for t in range(len(postings.lexemes)) for _ in range(postings.chunk_counts()[t])
+    ]
 
 
 def test_a_version_in_an_older_search_format_is_published_again(database_url, embedder, tmp_path):
@@ -179,12 +225,12 @@ def test_a_version_in_an_older_search_format_is_published_again(database_url, em
     settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", database_url=database_url)
     open_index(settings, embedder).close()
     first = versions(database_url)
-    with psycopg.connect(database_url) as conn:  # as a release before SEARCH_FORMAT 2 wrote it
-        conn.execute("UPDATE kgpt_versions SET meta = meta - 'search_format'")
+    with psycopg.connect(database_url) as conn:  # as an older release wrote it
+        conn.execute("UPDATE kgpt_versions SET meta = jsonb_set(meta, '{search_format}', '2')")
     store = open_index(settings, embedder)
     try:
         assert versions(database_url) == first + [first[-1] + 1]
-        assert store.active_version().meta["search_format"] == 2
+        assert store.active_version().meta["search_format"] == SEARCH_FORMAT
     finally:
         store.close()
 
@@ -209,6 +255,197 @@ def test_public_questions_top3_agree_with_embedded_store(database_url, embedder,
         assert same / total >= 0.9, f"{same}/{total} top-3 slots agree"
     finally:
         store.close()
+
+
+# How much of SEARCH's MaxScore a query used: terms left optional, chunks completed beyond the
+# leaders (the two shortcuts whose bounds must hold for the top N to be exact).
+PRUNING = RANKINGS + (
+    "SELECT (SELECT count(*) FROM split WHERE optional), (SELECT count(*) FROM contenders)"
+)
+
+
+def test_bm25_top_n_is_the_embedded_stores_on_the_real_corpus(database_url, embedder, index_dir):
+    """The top 50 BM25 scores equal bm25s's for 50 questions and 300 random queries (any words,
+    common ones, repeats), though most postings of common terms are never read."""
+    local = open_index(Settings(index_dir=index_dir), embedder)
+    store = PostgresStore(database_url)
+    try:
+        with store.writer() as writer:
+            writer.publish("real", {}, local)
+        rng = np.random.default_rng(8)
+        vocabulary = sorted(t for t in local.bm25.vocab_dict if t)
+        common = sorted(vocabulary, key=lambda t: -np.count_nonzero(local.bm25.get_scores([t])))
+        queries = [q.question for q in load_questions(SHARED / "eval" / "questions.jsonl")]
+        queries += [
+            json.loads(line)["question"]
+            for line in (REPO / "benchmarks" / "data" / "dev-questions.jsonl").open()
+        ]
+        for words in (vocabulary, common[:300]):  # any words; words many chunks hold
+            queries += [" ".join(rng.choice(words, size=rng.integers(1, 14))) for _ in range(150)]
+        queries += ["the of and", "what what what is it", "loss loss gradient", "zzzqx"]
+        used = Counter()
+        for leaders in (CANDIDATES, 2 * CANDIDATES):  # fewer leaders: more contenders
+            for query in map(normalise, queries):
+                tokens = [t for t in tokenize([query])[0] if t in local.bm25.vocab_dict]
+                scores = local.bm25.get_scores(tokens) if tokens else np.zeros(len(local))
+                want = np.sort(scores[scores > 0])[::-1][:CANDIDATES]
+                params = {**search_params(query, np.zeros(384, np.float32), 1), "leaders": leaders}
+                with store.pool.connection() as conn:
+                    got = conn.execute(RANKINGS + "SELECT ordinal, score FROM lexical", params)
+                    got = got.fetchall()
+                    optional, contenders = conn.execute(PRUNING, params).fetchone()
+                np.testing.assert_allclose([s for _, s in got], want, rtol=1e-6, err_msg=query)
+                np.testing.assert_allclose([scores[o] for o, _ in got], want, rtol=1e-6)
+                used["optional"] += optional > 0
+                used["contenders"] += contenders > 0
+        assert used["optional"] > 200 and used["contenders"] > 150, used
+    finally:
+        store.close()
+
+
+def plan_nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from plan_nodes(child)
+
+
+def test_search_reads_only_the_active_versions_partitions_and_indexes(
+    database_url, embedder, index_dir
+):
+    """With two versions stored, the plan touches the active one's partitions only: its HNSW
+    graph for the dense top-N, its postings by index alone (never their heap)."""
+    local = open_index(Settings(index_dir=index_dir), embedder)
+    store = PostgresStore(database_url)
+    try:
+        for key in ("first", "second"):
+            with store.writer() as writer:
+                active = writer.publish(key, {}, local)
+        assert versions(database_url) == [active - 1, active]
+        query = "what does the tokenizer do with text"
+        params = search_params(query, embedder.embed_one(query), 3)
+        with store.pool.connection() as conn:
+            plan = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + SEARCH, params).fetchone()
+        read = [
+            node
+            for node in plan_nodes(plan[0][0]["Plan"])
+            if node.get("Relation Name", "").startswith(("kgpt_chunks_v", "kgpt_postings_v"))
+            and node["Actual Loops"] > 0
+        ]
+        assert {n["Relation Name"] for n in read} == {
+            f"kgpt_chunks_v{active}",
+            f"kgpt_postings_v{active}",
+        }
+        dense = [n for n in read if n.get("Index Name") == f"kgpt_chunks_v{active}_embedding_idx"]
+        assert dense and all(n["Node Type"] == "Index Scan" for n in dense), [
+            (n["Relation Name"], n["Node Type"], n.get("Index Name")) for n in read
+        ]
+        postings = [n for n in read if n["Relation Name"].startswith("kgpt_postings")]
+        assert postings and all(
+            n["Node Type"] == "Index Only Scan" and n["Heap Fetches"] == 0 for n in postings
+        )
+    finally:
+        store.close()
+
+
+# The schema of the release before postings (schema version 1), as it created it.
+SCHEMA_1 = [
+    "CREATE EXTENSION IF NOT EXISTS vector",
+    "CREATE TABLE kgpt_schema_version (version integer PRIMARY KEY, "
+    "applied_at timestamptz NOT NULL DEFAULT now())",
+    "CREATE TABLE kgpt_versions (id bigserial PRIMARY KEY, index_key text NOT NULL, "
+    "meta jsonb NOT NULL, chunks integer NOT NULL, avg_length float8 NOT NULL DEFAULT 0, "
+    "created_at timestamptz NOT NULL DEFAULT now())",
+    "CREATE TABLE kgpt_active (singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), "
+    "version_id bigint NOT NULL REFERENCES kgpt_versions (id))",
+    "CREATE TABLE kgpt_chunks (version_id bigint NOT NULL, ordinal integer NOT NULL, "
+    "text text NOT NULL, metadata jsonb NOT NULL, embedding vector(384) NOT NULL, "
+    "search tsvector NOT NULL, search_length integer NOT NULL, "
+    "sentence_vectors vector(384)[] NOT NULL, PRIMARY KEY (version_id, ordinal)) "
+    "PARTITION BY LIST (version_id)",
+    "CREATE INDEX kgpt_chunks_embedding ON kgpt_chunks USING hnsw (embedding vector_cosine_ops)",
+    "CREATE INDEX kgpt_chunks_search ON kgpt_chunks USING gin (search)",
+    "CREATE TABLE kgpt_lexemes (version_id bigint NOT NULL REFERENCES kgpt_versions (id) "
+    "ON DELETE CASCADE, lexeme text NOT NULL, chunks integer NOT NULL, "
+    "PRIMARY KEY (version_id, lexeme))",
+    "INSERT INTO kgpt_schema_version (version) VALUES (1)",
+]
+
+
+def schema_1_database(url: str, embedder: Embedder) -> None:
+    """A database as the schema-1 release left it: one version, searched by tsvector."""
+    with psycopg.connect(url) as conn:
+        for statement in SCHEMA_1:
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO kgpt_versions (index_key, meta, chunks, avg_length) "
+            "VALUES ('old', '{\"search_format\": 2}', %s, 5)",
+            (len(SENTENCES),),
+        )
+        conn.execute("CREATE TABLE kgpt_chunks_v1 PARTITION OF kgpt_chunks FOR VALUES IN (1)")
+        for n, (text, vector) in enumerate(zip(SENTENCES, embedder.embed(SENTENCES), strict=True)):
+            conn.execute(
+                "INSERT INTO kgpt_chunks VALUES (1, %s, %s, %s, %s::vector, "
+                "to_tsvector('english', %s), 5, ARRAY[%s::vector])",
+                (
+                    n,
+                    text,
+                    json.dumps({"title": "old", "id": "01", "chunk": n}),
+                    str(vector.tolist()),
+                    text,
+                    str(vector.tolist()),
+                ),
+            )
+        conn.execute("INSERT INTO kgpt_active VALUES (true, 1)")
+
+
+def test_a_schema_1_database_is_upgraded_and_republished_at_the_next_ingest(
+    database_url, embedder, tmp_path
+):
+    schema_1_database(database_url, embedder)
+    store = PostgresStore(database_url)  # upgrades the schema in place
+    try:
+        with psycopg.connect(database_url) as conn:
+            assert conn.execute("SELECT max(version) FROM kgpt_schema_version").fetchone() == (
+                SCHEMA_VERSION,
+            )
+        # The old version is still served (it has no postings: by its vectors alone).
+        hits = store.search("bigram", embedder.embed_one("bigram"), 2)
+        assert hits and "bigram" in hits[0].chunk.text
+        assert not store.holds("old")
+    finally:
+        store.close()
+    corpus = small_corpus(tmp_path / "corpus", SENTENCES + MORE[:2])
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index")
+    local = open_index(settings, embedder)
+    pg = open_index(settings.model_copy(update={"database_url": database_url}), embedder)
+    try:
+        assert pg.active_version().meta["search_format"] == SEARCH_FORMAT
+        assert versions(database_url) == [1, 2]
+        for question in ["What does backpropagation compute?", "bigram", "layer norm"]:
+            want = Retriever(local, embedder).search(question, 3).hits
+            got = Retriever(pg, embedder).search(question, 3).hits
+            assert [h.chunk.metadata for h in got] == [h.chunk.metadata for h in want]
+    finally:
+        pg.close()
+
+
+def test_a_read_only_database_without_the_current_schema_says_what_to_do(database_url, embedder):
+    def read_only(on: bool) -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("SET default_transaction_read_only = off")
+            conn.execute(
+                f'ALTER DATABASE "{conn.info.dbname}" SET default_transaction_read_only = '
+                + ("on" if on else "off")
+            )
+
+    read_only(True)  # as a standby of a primary nobody has started this release on
+    with pytest.raises(DatabaseError, match="has no schema .* read-only.*karpathy-gpt ingest"):
+        PostgresStore(database_url)
+    read_only(False)
+    schema_1_database(database_url, embedder)
+    read_only(True)
+    with pytest.raises(DatabaseError, match="schema version 1 .* read-only.*karpathy-gpt ingest"):
+        PostgresStore(database_url)
 
 
 def test_unchanged_corpus_is_not_ingested_again_and_old_versions_are_pruned(

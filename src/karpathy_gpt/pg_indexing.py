@@ -119,9 +119,9 @@ def open_published(settings: Settings) -> PostgresStore:
     )
     if version.meta.get("search_format") != SEARCH_FORMAT:
         log.warning(
-            "version %d was written by an older release (full-text search format %s, this one "
-            "reads %d): full-text ranks may differ until `karpathy-gpt ingest` runs with the "
-            "corpus and KGPT_DATABASE_URL set",
+            "version %d was written by an older release (full-text format %s, this one reads "
+            "%d): it has no BM25 postings, so passages are ranked by their vectors alone until "
+            "`karpathy-gpt ingest` runs with the corpus and KGPT_DATABASE_URL set",
             version.id,
             version.meta.get("search_format", 1),
             SEARCH_FORMAT,

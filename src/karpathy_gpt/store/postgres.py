@@ -1,14 +1,19 @@
 """The PostgreSQL store: hybrid search in one query, versions swapped atomically.
 
-Schema (created with ``IF NOT EXISTS``; ``kgpt_schema_version`` records which one is in place)::
+Schema (created with ``IF NOT EXISTS``; ``kgpt_schema_version`` records which one is in place,
+``MIGRATIONS`` brings an older one up to date)::
 
     kgpt_versions   one row per ingested corpus version: its index key, metadata, chunk count
     kgpt_active     one row: the version every query reads
     kgpt_chunks     partitioned by version: text, metadata (JSONB), embedding vector(384)
-                    (HNSW, cosine), search tsvector (the BM25 tokens, GIN), the sentence vectors
+                    (HNSW, cosine), the sentence vectors
+    kgpt_postings   partitioned by version: BM25's inverted index, one row per (term, chunk)
+                    with the chunk's BM25 weight for the term, keyed (version, term, chunk)
+    kgpt_lexemes    per version and term: its id in kgpt_postings, how many chunks hold it, and
+                    the two weight bounds MaxScore needs (see store.postings)
 
-Each version is written into its own partition, indexed, then attached and made active in the
-same transaction: a query reads ``kgpt_active`` and the partition in one statement, one snapshot,
+Each version is written into its own partitions, indexed, then attached and made active in the
+same transaction: a query reads ``kgpt_active`` and the partitions in one statement, one snapshot,
 so it sees the old index or the new one, never half of one. A partition per version also gives
 each version its own HNSW graph, so a query never walks (and filters out) another version's rows.
 Old versions are dropped whole, the newest ``KEEP_VERSIONS`` kept.
@@ -21,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import struct
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -38,17 +44,33 @@ from psycopg_pool import ConnectionPool
 from ..chunking import Chunk
 from ..embedding import DIMENSIONS
 from ..lexical import tokenize
-from ..text import normalise
 from .base import DENSE_WEIGHT, LEXICAL_WEIGHT, RRF_K, DatabaseError, Hit
 from .local import CANDIDATES, LocalStore
+from .postings import Postings
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KEEP_VERSIONS = 2
 INGEST_LOCK = 0x6B677074  # pg_advisory_lock key ("kgpt"): one writer at a time
 HNSW_EF_SEARCH = 100  # > CANDIDATES, so the dense top-N is (near) exact
+# How a version's full text is stored, recorded in its meta: 3 = kgpt_postings, the embedded
+# store's own BM25 weights (2 was a tsvector of its tokens, scored in SQL at query time; 1 a
+# tsvector from PostgreSQL's own parser and stemmer). An older version is published again by the
+# next ingest; until then it is searched by its vectors alone (it has no postings).
+SEARCH_FORMAT = 3
+# The best partial scores scored exactly first, to raise the bar the other chunks must clear.
+LEADERS = 2 * CANDIDATES
+# Memory a search may hash its partial scores in (~100 bytes a chunk holding an essential term,
+# so ~300k chunks) before it spills them to disk; taken only when a query needs it.
+SEARCH_WORK_MEM = "32MB"
 
+POSTINGS = """CREATE TABLE IF NOT EXISTS kgpt_postings (
+    version_id bigint NOT NULL,
+    term integer NOT NULL,
+    ordinal integer NOT NULL,
+    weight real NOT NULL,
+    PRIMARY KEY (version_id, term, ordinal) INCLUDE (weight)) PARTITION BY LIST (version_id)"""
 SCHEMA = [
     "CREATE EXTENSION IF NOT EXISTS vector",
     """CREATE TABLE IF NOT EXISTS kgpt_schema_version (
@@ -59,7 +81,6 @@ SCHEMA = [
         index_key text NOT NULL,
         meta jsonb NOT NULL,
         chunks integer NOT NULL,
-        avg_length float8 NOT NULL DEFAULT 0,
         created_at timestamptz NOT NULL DEFAULT now())""",
     """CREATE TABLE IF NOT EXISTS kgpt_active (
         singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -70,48 +91,106 @@ SCHEMA = [
         text text NOT NULL,
         metadata jsonb NOT NULL,
         embedding vector({DIMENSIONS}) NOT NULL,
-        search tsvector NOT NULL,
-        search_length integer NOT NULL,
         sentence_vectors vector({DIMENSIONS})[] NOT NULL,
         PRIMARY KEY (version_id, ordinal)) PARTITION BY LIST (version_id)""",
+    # Sentence vectors (~14 kB a chunk) are stored out of line uncompressed: float bits do not
+    # compress, and trying costs ingest time and every read.
+    "ALTER TABLE kgpt_chunks ALTER COLUMN sentence_vectors SET STORAGE EXTERNAL",
     """CREATE INDEX IF NOT EXISTS kgpt_chunks_embedding
         ON kgpt_chunks USING hnsw (embedding vector_cosine_ops)""",
-    "CREATE INDEX IF NOT EXISTS kgpt_chunks_search ON kgpt_chunks USING gin (search)",
     """CREATE TABLE IF NOT EXISTS kgpt_lexemes (
         version_id bigint NOT NULL REFERENCES kgpt_versions (id) ON DELETE CASCADE,
         lexeme text NOT NULL,
+        term integer NOT NULL,
         chunks integer NOT NULL,
+        max_weight real NOT NULL,
+        floor_weight real NOT NULL,
         PRIMARY KEY (version_id, lexeme))""",
+    POSTINGS,
     "INSERT INTO kgpt_schema_version (version) VALUES (%(version)s) ON CONFLICT DO NOTHING",
 ]
 
-# Dense top-N and full-text top-N of the active version, fused by weighted reciprocal rank (as
+# Statements that bring a database from the schema before each version to it. Additive only:
+# processes of the older release keep serving the versions they wrote until they are replaced.
+# The columns schema 1 searched (kgpt_chunks.search, search_length, kgpt_versions.avg_length)
+# stay, unused and nullable; a new version is written in the new format at the next ingest.
+MIGRATIONS = {
+    2: [
+        "ALTER TABLE kgpt_chunks ALTER COLUMN search DROP NOT NULL, "
+        "ALTER COLUMN search_length DROP NOT NULL",
+        "ALTER TABLE kgpt_lexemes ADD COLUMN IF NOT EXISTS term integer, "
+        "ADD COLUMN IF NOT EXISTS max_weight real, ADD COLUMN IF NOT EXISTS floor_weight real",
+        POSTINGS,
+        "ALTER TABLE kgpt_chunks ALTER COLUMN sentence_vectors SET STORAGE EXTERNAL",
+        "INSERT INTO kgpt_schema_version (version) VALUES (2) ON CONFLICT DO NOTHING",
+    ],
+}
+
+# Dense top-N and BM25 top-N of the active version, fused by weighted reciprocal rank (as
 # store.base.reciprocal_rank_fusion: weight / (60 + rank), ranks from 1, the dense ranking
-# weighing DENSE_WEIGHT, the full-text one LEXICAL_WEIGHT), ties broken by similarity.
-# Full text is ranked by BM25 exactly as the embedded store ranks it (bm25s "lucene": k1 1.5,
-# b 0.75, idf ln(1 + (N - df + 0.5) / (df + 0.5))), over the embedded store's own tokens: each
-# chunk's tsvector is built from lexical.tokenize's output (see search_vector), and the question
-# arrives tokenized the same way, so both stores score the same terms. The GIN index finds the
-# chunks sharing any term with the question (an OR query, as BM25 scores any shared term);
-# ts_filter(setweight(...)) keeps just those lexemes of a chunk to count them (tf); document
-# frequencies and the average length were written at ingest.
-SEARCH = """
+# weighing DENSE_WEIGHT, the BM25 one LEXICAL_WEIGHT), ties broken by similarity.
+#
+# BM25 is the embedded store's, exactly: kgpt_postings holds the weights bm25s computed at ingest
+# (store.postings), the question arrives as lexical.tokenize's tokens with their counts, and a
+# chunk's score is the sum of its postings' weights for those terms. The top N is found without
+# summing every posting of common words ("we", "what": most chunks hold them), by MaxScore:
+#   1. A term's floor (its N-th largest weight) is a score N chunks reach, so the N-th best score
+#      is at least the largest floor. The weakest terms whose largest weights together stay below
+#      it are "optional": a chunk holding only those cannot make the top N.
+#   2. The other ("essential") terms' postings are summed: every chunk that can make the top N,
+#      with a partial score.
+#   3. The LEADERS best partial scores are completed with the optional terms' weights (looked up
+#      by (term, chunk)); their N-th best exact score is again a score N chunks reach.
+#   4. The other chunks whose partial score plus all optional terms' largest weights reaches that
+#      bar are completed too; the rest cannot make the top N. The top N of the exact scores is
+#      BM25's top N.
+RANKINGS = """
 WITH active AS MATERIALIZED (
-    SELECT v.id, v.chunks, v.avg_length
-    FROM kgpt_active a JOIN kgpt_versions v ON v.id = a.version_id
+    SELECT version_id AS id FROM kgpt_active
 ),
 terms AS MATERIALIZED (
-    SELECT q.lexeme, q.repeats,
-           ln(1 + (active.chunks - l.chunks + 0.5) / (l.chunks + 0.5)) AS idf
-    FROM active, unnest(%(lexemes)s::text[], %(repeats)s::int[]) AS q (lexeme, repeats)
-    JOIN kgpt_lexemes l ON l.lexeme = q.lexeme
-    WHERE l.version_id = active.id
+    SELECT l.term, q.repeats, q.repeats * l.max_weight::float8 AS bound,
+           q.repeats * l.floor_weight::float8 AS floor
+    FROM unnest(%(lexemes)s::text[], %(repeats)s::int[]) AS q (lexeme, repeats)
+    JOIN kgpt_lexemes l ON l.version_id = (SELECT id FROM active) AND l.lexeme = q.lexeme
 ),
-words AS MATERIALIZED (
-    SELECT array_agg(lexeme) AS lexemes, string_agg(
-        '''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || '''', ' | '
-    )::tsquery AS query
+split AS MATERIALIZED (
+    SELECT term, repeats, bound,
+           sum(bound) OVER (ORDER BY bound, term) < (SELECT max(floor) FROM terms) AS optional
     FROM terms
+),
+partial AS MATERIALIZED (
+    SELECT p.ordinal, sum(s.repeats * p.weight::float8) AS score
+    FROM split s
+    JOIN kgpt_postings p ON p.version_id = (SELECT id FROM active) AND p.term = s.term
+    WHERE NOT s.optional
+    GROUP BY p.ordinal
+),
+leaders AS MATERIALIZED (
+    SELECT l.ordinal, l.score + o.score AS score
+    FROM (SELECT ordinal, score FROM partial ORDER BY score DESC, ordinal LIMIT %(leaders)s) l,
+         LATERAL (
+             SELECT coalesce(sum(s.repeats * p.weight::float8), 0) AS score
+             FROM split s
+             JOIN kgpt_postings p ON p.version_id = (SELECT id FROM active) AND p.term = s.term
+                                 AND p.ordinal = l.ordinal
+             WHERE s.optional
+         ) o
+),
+contenders AS (
+    SELECT c.ordinal, c.score + o.score AS score
+    FROM partial c,
+         LATERAL (
+             SELECT coalesce(sum(s.repeats * p.weight::float8), 0) AS score
+             FROM split s
+             JOIN kgpt_postings p ON p.version_id = (SELECT id FROM active) AND p.term = s.term
+                                 AND p.ordinal = c.ordinal
+             WHERE s.optional
+         ) o
+    WHERE c.score + (SELECT coalesce(sum(bound), 0) FROM split WHERE optional) >= (
+              SELECT score FROM leaders ORDER BY score DESC OFFSET %(candidates)s - 1 LIMIT 1
+          )
+      AND c.ordinal NOT IN (SELECT ordinal FROM leaders)
 ),
 dense AS (
     SELECT ordinal, row_number() OVER (ORDER BY distance) AS rank,
@@ -125,28 +204,27 @@ dense AS (
     ) nearest
 ),
 lexical AS (
-    SELECT ordinal, row_number() OVER (ORDER BY score DESC) AS rank,
+    SELECT ordinal, score, row_number() OVER (ORDER BY score DESC, ordinal) AS rank,
            %(lexical_weight)s::float8 AS weight
     FROM (
-        SELECT c.ordinal, sum(
-            t.repeats * t.idf * m.tf
-            / (m.tf + %(k1)s * (1 - %(b)s + %(b)s * c.search_length / active.avg_length))
-        ) AS score
-        FROM active, words, kgpt_chunks c,
-             LATERAL (
-                 SELECT lexeme, array_length(positions, 1) AS tf
-                 FROM unnest(ts_filter(setweight(c.search, 'A', words.lexemes), '{a}'))
-             ) m
-        JOIN terms t ON t.lexeme = m.lexeme
-        WHERE c.version_id = (SELECT id FROM active) AND c.search @@ words.query
-        GROUP BY c.ordinal
-        ORDER BY score DESC
+        SELECT ordinal, score FROM leaders
+        UNION ALL
+        SELECT ordinal, score FROM contenders
+        ORDER BY score DESC, ordinal
         LIMIT %(candidates)s
     ) best
-),
+)
+"""
+SEARCH = (
+    RANKINGS
+    + """,
 fused AS (
     SELECT ordinal, sum(weight / (%(rrf_k)s + rank)) AS score
-    FROM (SELECT * FROM dense UNION ALL SELECT * FROM lexical) ranks
+    FROM (
+        SELECT ordinal, rank, weight FROM dense
+        UNION ALL
+        SELECT ordinal, rank, weight FROM lexical
+    ) ranks
     GROUP BY ordinal
 )
 SELECT c.version_id, c.text, c.metadata, c.sentence_vectors, f.score::float8,
@@ -156,22 +234,48 @@ JOIN kgpt_chunks c ON c.version_id = (SELECT id FROM active) AND c.ordinal = f.o
 ORDER BY f.score DESC, similarity DESC
 LIMIT %(k)s
 """
-BM25_K1 = 1.5
-BM25_B = 0.75
-# How kgpt_chunks.search is made, recorded in each version's meta: 2 = from the embedded store's
-# tokens (1 was PostgreSQL's own English parser and stemmer, which stemmed and split differently).
-SEARCH_FORMAT = 2
+)
+# Each ranking alone (a WITH query nobody reads is not run).
+LEXICAL = RANKINGS + "SELECT ordinal, score FROM lexical ORDER BY rank"
+DENSE = RANKINGS + "SELECT ordinal FROM dense ORDER BY rank"
 
 
-def search_vector(tokens: list[str]) -> str:
-    """A tsvector literal holding exactly ``tokens`` (term -> positions), no parser involved."""
-    positions: dict[str, list[int]] = {}
-    for n, token in enumerate(tokens, start=1):
-        positions.setdefault(token, []).append(min(n, 16383))  # tsvector's largest position
-    return " ".join(
-        "'{}':{}".format(token.replace("\\", "\\\\").replace("'", "''"), ",".join(map(str, at)))
-        for token, at in positions.items()
-    )
+def search_params(query: str, vector: np.ndarray, k: int) -> dict:
+    """SEARCH's parameters for ``query`` (already normalised) and its embedding."""
+    terms = Counter(tokenize([query])[0])
+    return {
+        "lexemes": list(terms),
+        "repeats": list(terms.values()),
+        "vector": np.asarray(vector, dtype=np.float32),
+        "candidates": CANDIDATES,
+        "leaders": LEADERS,
+        "rrf_k": RRF_K,
+        "dense_weight": DENSE_WEIGHT,
+        "lexical_weight": LEXICAL_WEIGHT,
+        "k": k,
+    }
+
+
+def binary_copy(columns: list[np.ndarray], rows_per_block: int = 65536) -> Iterator[bytes]:
+    """Fixed-width numpy columns as PostgreSQL's binary COPY stream, a block at a time.
+
+    Signature and header, then per row a field count and each field as its length and its
+    big-endian value, then the trailer: int64 columns load into bigint, int32 into integer,
+    float32 into real. Millions of postings load in a second this way, not one Python call each.
+    """
+    fields = [("count", ">i2")]
+    for n, column in enumerate(columns):
+        fields += [(f"length{n}", ">i4"), (f"value{n}", column.dtype.newbyteorder(">"))]
+    rows = len(columns[0]) if columns else 0
+    yield b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+    for start in range(0, rows, rows_per_block):
+        block = np.empty(min(rows_per_block, rows - start), dtype=fields)
+        block["count"] = len(columns)
+        for n, column in enumerate(columns):
+            block[f"length{n}"] = column.dtype.itemsize
+            block[f"value{n}"] = column[start : start + len(block)]
+        yield block.tobytes()
+    yield struct.pack(">h", -1)
 
 
 @dataclass(frozen=True)
@@ -240,22 +344,7 @@ class PostgresStore:
         return Version(*row[0]) if row else None
 
     def search(self, query: str, vector: np.ndarray, k: int) -> list[Hit]:
-        terms = Counter(tokenize([query])[0])
-        rows = self._read(
-            SEARCH,
-            {
-                "lexemes": list(terms),
-                "repeats": list(terms.values()),
-                "vector": np.asarray(vector, dtype=np.float32),
-                "candidates": CANDIDATES,
-                "rrf_k": RRF_K,
-                "dense_weight": DENSE_WEIGHT,
-                "lexical_weight": LEXICAL_WEIGHT,
-                "k1": BM25_K1,
-                "b": BM25_B,
-                "k": k,
-            },
-        )
+        rows = self._read(SEARCH, search_params(query, vector, k))
         if rows:
             self.last_version = rows[0][0]
         return [
@@ -267,6 +356,15 @@ class PostgresStore:
             )
             for _, text, metadata, sentence_vectors, score, similarity in rows
         ]
+
+    def lexical_scores(self, query: str) -> list[tuple[int, float]]:
+        """The active version's BM25 top-N, best first: (chunk ordinal, score) pairs."""
+        params = search_params(query, np.zeros(DIMENSIONS, dtype=np.float32), 1)
+        return [(ordinal, score) for ordinal, score in self._read(LEXICAL, params)]
+
+    def dense_ranking(self, vector: np.ndarray) -> list[int]:
+        """The active version's dense top-N (HNSW), nearest first: chunk ordinals."""
+        return [row[0] for row in self._read(DENSE, search_params("", vector, 1))]
 
     def _read(self, query: str, params: dict | None = None) -> list[tuple]:
         """Run a read-only statement; a connection lost mid-query is retried once on a new one."""
@@ -321,99 +419,148 @@ class Writer:
     def publish(self, key: str, meta: dict, index: LocalStore) -> int:
         """Write ``index`` as a new version and make it the active one, in one transaction."""
         started = time.perf_counter()
-        chunks = index.chunks
-        offsets = index.sentence_offsets
-        tokens = tokenize([normalise(chunk.text) for chunk in chunks])
+        steps: dict[str, float] = {}
+
+        @contextmanager
+        def step(name: str) -> Iterator[None]:
+            begun = time.perf_counter()
+            yield
+            steps[name] = time.perf_counter() - begun
+
+        postings = Postings.from_bm25(index.bm25)
         meta = {**meta, "search_format": SEARCH_FORMAT}
         with self.conn.transaction():
             version_id = self.conn.execute(
                 "INSERT INTO kgpt_versions (index_key, meta, chunks) VALUES (%s, %s, %s) "
                 "RETURNING id",
-                (key, Jsonb(meta), len(chunks)),
+                (key, Jsonb(meta), len(index)),
             ).fetchone()[0]
-            table = sql.Identifier(f"kgpt_chunks_v{version_id}")
-            self.conn.execute(
-                sql.SQL(
-                    "CREATE TABLE {} (LIKE kgpt_chunks INCLUDING DEFAULTS INCLUDING CONSTRAINTS, "
-                    "CHECK (version_id = {}))"
-                ).format(table, sql.Literal(version_id))
-            )
-            # Rows are staged with the BM25 tokens of their searchable (glossary-normalised)
-            # text, as a tsvector literal, and their token count (BM25's document length); the
-            # table keeps the text as transcribed.
-            self.conn.execute(
-                "CREATE TEMP TABLE kgpt_staging (ordinal integer, text text, metadata jsonb, "
-                f"embedding vector({DIMENSIONS}), sentence_vectors vector({DIMENSIONS})[], "
-                "search text, search_length integer) ON COMMIT DROP"
-            )
-            with self.conn.cursor().copy(
-                "COPY kgpt_staging FROM STDIN WITH (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(["int4", "text", "jsonb", "vector", "vector[]", "text", "int4"])
-                for n, chunk in enumerate(chunks):
-                    copy.write_row(
-                        [
-                            n,
-                            chunk.text,
-                            chunk.metadata,
-                            index.embeddings[n],
-                            list(index.sentence_vectors[offsets[n] : offsets[n + 1]]),
-                            search_vector(tokens[n]),
-                            len(tokens[n]),
-                        ]
-                    )
-            self.conn.execute(
-                sql.SQL(
-                    "INSERT INTO {} (version_id, ordinal, text, metadata, embedding, search, "
-                    "search_length, sentence_vectors) "
-                    "SELECT {}, ordinal, text, metadata, embedding, search::tsvector, "
-                    "search_length, sentence_vectors FROM kgpt_staging"
-                ).format(table, sql.Literal(version_id))
-            )
-            # What BM25 needs beside each chunk's counts: document frequencies, average length.
-            self.conn.execute(
-                sql.SQL(
-                    "INSERT INTO kgpt_lexemes (version_id, lexeme, chunks) "
-                    "SELECT {}, word, ndoc FROM ts_stat({})"
-                ).format(
-                    sql.Literal(version_id),
-                    sql.Literal(f"SELECT search FROM kgpt_chunks_v{version_id}"),
+            partitions = {
+                parent: sql.Identifier(f"{parent}_v{version_id}")
+                for parent in ("kgpt_chunks", "kgpt_postings")
+            }
+            for parent, table in partitions.items():
+                self.conn.execute(
+                    sql.SQL(
+                        "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+                        "INCLUDING STORAGE, CHECK (version_id = {}))"
+                    ).format(table, sql.Identifier(parent), sql.Literal(version_id))
                 )
-            )
-            self.conn.execute(
-                sql.SQL(
-                    "UPDATE kgpt_versions SET avg_length = "
-                    "(SELECT coalesce(avg(search_length), 0) FROM {}) WHERE id = %s"
-                ).format(table),
-                (version_id,),
-            )
-            # Indexes built after the load (faster than row by row); identical to the parent's,
+            with step("chunks"):
+                self._copy_chunks(partitions["kgpt_chunks"], version_id, index)
+            with step("postings"):
+                self._copy_postings(partitions["kgpt_postings"], version_id, postings)
+            # Indexes built after the load (faster than row by row); identical to the parents',
             # so ATTACH adopts them instead of building new ones.
             self.conn.execute("SET LOCAL maintenance_work_mem = '512MB'")
-            self.conn.execute(
-                sql.SQL("CREATE INDEX ON {} USING hnsw (embedding vector_cosine_ops)").format(table)
-            )
-            self.conn.execute(sql.SQL("CREATE INDEX ON {} USING gin (search)").format(table))
-            self.conn.execute(
-                sql.SQL("ALTER TABLE kgpt_chunks ATTACH PARTITION {} FOR VALUES IN ({})").format(
-                    table, sql.Literal(version_id)
+            with step("hnsw"):
+                self.conn.execute(
+                    sql.SQL("CREATE INDEX ON {} USING hnsw (embedding vector_cosine_ops)").format(
+                        partitions["kgpt_chunks"]
+                    )
                 )
-            )
-            self.conn.execute(sql.SQL("ANALYZE {}").format(table))
+            with step("keys"):
+                self.conn.execute(
+                    sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (version_id, ordinal)").format(
+                        partitions["kgpt_chunks"]
+                    )
+                )
+                self.conn.execute(
+                    sql.SQL(
+                        "ALTER TABLE {} ADD PRIMARY KEY (version_id, term, ordinal) "
+                        "INCLUDE (weight)"
+                    ).format(partitions["kgpt_postings"])
+                )
+            with step("attach"):
+                for parent, table in partitions.items():
+                    self.conn.execute(
+                        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
+                            sql.Identifier(parent), table, sql.Literal(version_id)
+                        )
+                    )
+            with step("analyze"):
+                for table in [*partitions.values(), sql.Identifier("kgpt_lexemes")]:
+                    self.conn.execute(sql.SQL("ANALYZE {}").format(table))
             self.conn.execute(
                 "INSERT INTO kgpt_active (singleton, version_id) VALUES (true, %s) "
                 "ON CONFLICT (singleton) DO UPDATE SET version_id = excluded.version_id",
                 (version_id,),
             )
         log.info(
-            "published version %d (%s, %d chunks) in %.1fs",
+            "published version %d (%s, %d chunks, %d postings) in %.1fs (%s)",
             version_id,
             key,
-            len(chunks),
+            len(index),
+            len(postings),
             time.perf_counter() - started,
+            ", ".join(f"{name} {seconds:.1f}s" for name, seconds in steps.items()),
         )
         self.prune()
         return version_id
+
+    def _copy_chunks(self, table: sql.Identifier, version_id: int, index: LocalStore) -> None:
+        """The version's chunks, loaded FREEZE like its postings.
+
+        FREEZE (allowed into a table made in the same transaction) writes rows frozen and pages
+        all-visible, so the first queries neither set hint bits nor visit the heap in an
+        index-only scan. No older snapshot sees the rows early: it reads the version id it saw
+        in kgpt_active, and the new partitions hold only the new id.
+        """
+        with self.conn.cursor().copy(
+            sql.SQL(
+                "COPY {} (version_id, ordinal, text, metadata, embedding, sentence_vectors) "
+                "FROM STDIN WITH (FORMAT BINARY, FREEZE)"
+            ).format(table)
+        ) as copy:
+            copy.set_types(["int8", "int4", "text", "jsonb", "vector", "vector[]"])
+            offsets = index.sentence_offsets
+            for n, chunk in enumerate(index.chunks):
+                copy.write_row(
+                    [
+                        version_id,
+                        n,
+                        chunk.text,
+                        chunk.metadata,
+                        index.embeddings[n],
+                        list(index.sentence_vectors[offsets[n] : offsets[n + 1]]),
+                    ]
+                )
+
+    def _copy_postings(self, table: sql.Identifier, version_id: int, postings: Postings) -> None:
+        """The version's postings, and per term its id, chunk count and MaxScore bounds."""
+        with self.conn.cursor().copy(
+            sql.SQL(
+                "COPY {} (version_id, term, ordinal, weight) "
+                "FROM STDIN WITH (FORMAT BINARY, FREEZE)"
+            ).format(table)
+        ) as copy:
+            columns = [
+                np.full(len(postings), version_id, dtype=np.int64),
+                postings.terms(),
+                postings.chunks,
+                postings.weights,
+            ]
+            for block in binary_copy(columns):
+                copy.write(block)
+        with self.conn.cursor().copy(
+            "COPY kgpt_lexemes (version_id, lexeme, term, chunks, max_weight, floor_weight) "
+            "FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["int8", "text", "int4", "int4", "float4", "float4"])
+            counts = postings.chunk_counts()
+            maxima = postings.max_weights()
+            floors = postings.floor_weights(CANDIDATES)
+            for term, lexeme in enumerate(postings.lexemes):
+                copy.write_row(
+                    [
+                        version_id,
+                        lexeme,
+                        term,
+                        int(counts[term]),
+                        float(maxima[term]),
+                        float(floors[term]),
+                    ]
+                )
 
     def prune(self, keep: int = KEEP_VERSIONS) -> list[int]:
         """Drop all but the newest ``keep`` versions (the active one always stays)."""
@@ -427,11 +574,10 @@ class Writer:
                 )
             ]
             for version_id in old:
-                self.conn.execute(
-                    sql.SQL("DROP TABLE IF EXISTS {}").format(
-                        sql.Identifier(f"kgpt_chunks_v{version_id}")
+                for table in (f"kgpt_chunks_v{version_id}", f"kgpt_postings_v{version_id}"):
+                    self.conn.execute(
+                        sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table))
                     )
-                )
                 self.conn.execute("DELETE FROM kgpt_versions WHERE id = %s", (version_id,))
         if old:
             log.info("pruned versions %s", old)
@@ -439,14 +585,30 @@ class Writer:
 
 
 def _create_schema(conn: psycopg.Connection) -> None:
+    """Create the schema, or bring an older one up to date; a read replica only checks it."""
     newest = _schema_version(conn)
-    if newest is None:
-        # Concurrent first starts would race on CREATE ... IF NOT EXISTS; the lock serialises them.
+    if newest is None or newest < SCHEMA_VERSION:
+        if conn.execute("SHOW transaction_read_only").fetchone()[0] == "on":  # a standby
+            found = "no schema" if newest is None else f"schema version {newest}"
+            raise DatabaseError(
+                f"the database has {found} and this code needs version {SCHEMA_VERSION}, but the "
+                "server is read-only (a standby?): run `karpathy-gpt ingest` with this release "
+                "against the primary once, which creates or upgrades it"
+            )
+        # Concurrent first starts would race on CREATE ... IF NOT EXISTS, and on migrations;
+        # the lock serialises them, and the version is read again under it.
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (INGEST_LOCK + 1,))
-            params = {"version": SCHEMA_VERSION}
-            for statement in SCHEMA:
-                conn.execute(statement, params if "%(" in statement else None)
+            newest = _schema_version(conn)
+            if newest is None:
+                params = {"version": SCHEMA_VERSION}
+                for statement in SCHEMA:
+                    conn.execute(statement, params if "%(" in statement else None)
+            else:
+                for version in range(newest + 1, SCHEMA_VERSION + 1):
+                    log.warning("upgrading the database schema to version %d", version)
+                    for statement in MIGRATIONS[version]:
+                        conn.execute(statement)
         newest = _schema_version(conn)
     if newest != SCHEMA_VERSION:
         raise DatabaseError(
@@ -470,6 +632,7 @@ def _configure(conn: psycopg.Connection) -> None:
     # attached before the plan was made.
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     conn.execute(f"SET hnsw.ef_search = {HNSW_EF_SEARCH}")
+    conn.execute(f"SET work_mem = '{SEARCH_WORK_MEM}'")
     conn.commit()
 
 
