@@ -51,6 +51,7 @@ from .postings import Postings
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
+PRUNE_LOCK_TIMEOUT = "5s"
 KEEP_VERSIONS = 2
 INGEST_LOCK = 0x6B677074  # pg_advisory_lock key ("kgpt"): one writer at a time
 HNSW_EF_SEARCH = 100  # > CANDIDATES, so the dense top-N is (near) exact
@@ -380,7 +381,7 @@ class PostgresStore:
                     raise DatabaseError(
                         f"query failed on {redact(self.url)}: {exc}; is the database up?"
                     ) from exc
-                log.warning("database connection lost (%s); retrying once", exc)
+                log.warning("query failed (%s); retrying once on a new connection", exc)
         raise AssertionError("unreachable")
 
     # -- writing ------------------------------------------------------------------------------
@@ -563,24 +564,41 @@ class Writer:
                 )
 
     def prune(self, keep: int = KEEP_VERSIONS) -> list[int]:
-        """Drop all but the newest ``keep`` versions (the active one always stays)."""
-        with self.conn.transaction():
-            old = [
-                row[0]
-                for row in self.conn.execute(
-                    "SELECT id FROM kgpt_versions WHERE id <> (SELECT version_id FROM kgpt_active) "
-                    "ORDER BY id DESC OFFSET %s",
-                    (keep - 1,),
-                )
-            ]
-            for version_id in old:
-                for table in (f"kgpt_chunks_v{version_id}", f"kgpt_postings_v{version_id}"):
-                    self.conn.execute(
-                        sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table))
+        """Drop all but the newest ``keep`` versions (the active one always stays).
+
+        Dropping a partition takes its parent's exclusive lock. Queries lock kgpt_postings
+        before kgpt_chunks (the order they name them), so the locks are taken in that order up
+        front: dropping one table and then waiting for the other would deadlock with a query
+        holding the second and waiting for the first. Pruning is housekeeping: if the locks
+        don't come within PRUNE_LOCK_TIMEOUT, it is left to the next publish.
+        """
+        try:
+            with self.conn.transaction():
+                old = [
+                    row[0]
+                    for row in self.conn.execute(
+                        "SELECT id FROM kgpt_versions "
+                        "WHERE id <> (SELECT version_id FROM kgpt_active) "
+                        "ORDER BY id DESC OFFSET %s",
+                        (keep - 1,),
                     )
-                self.conn.execute("DELETE FROM kgpt_versions WHERE id = %s", (version_id,))
-        if old:
-            log.info("pruned versions %s", old)
+                ]
+                if not old:
+                    return []
+                self.conn.execute(
+                    sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(PRUNE_LOCK_TIMEOUT))
+                )
+                self.conn.execute("LOCK TABLE kgpt_postings, kgpt_chunks IN ACCESS EXCLUSIVE MODE")
+                for version_id in old:
+                    for table in (f"kgpt_postings_v{version_id}", f"kgpt_chunks_v{version_id}"):
+                        self.conn.execute(
+                            sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table))
+                        )
+                    self.conn.execute("DELETE FROM kgpt_versions WHERE id = %s", (version_id,))
+        except (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected) as exc:
+            log.warning("old versions not pruned yet (%s); the next publish tries again", exc)
+            return []
+        log.info("pruned versions %s", old)
         return old
 
 
