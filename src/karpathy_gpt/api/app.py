@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -33,6 +34,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.api_key_list():
             log.info("API keys required (%d configured)", len(settings.api_key_list()))
         app.state.service = await run_in_threadpool(Service.start, settings)
+        # Ready now; /v1's response types load meanwhile instead of delaying the start.
+        loader = threading.Thread(target=openai_compat.openai_types, name="openai-types")
+        loader.daemon = True
+        loader.start()
         try:
             yield
         finally:

@@ -17,19 +17,13 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from functools import cache
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
-from openai.types import Model
-from openai.types.chat import (
-    ChatCompletion,
-    ChatCompletionChunk,
-    ChatCompletionMessage,
-    chat_completion,
-    chat_completion_chunk,
-)
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -54,6 +48,32 @@ from .service import Service, get_service
 from .streaming import SHUTTING_DOWN_MESSAGE, event_stream
 
 log = logging.getLogger(__name__)
+
+
+@cache
+def openai_types() -> SimpleNamespace:
+    """OpenAI's response types, imported on first use: the ``openai`` package takes ~0.5 s to
+    import, half of a warm start. The app loads them in the background once it is up."""
+    from openai.types import Model
+    from openai.types.chat import (
+        ChatCompletion,
+        ChatCompletionChunk,
+        ChatCompletionMessage,
+        chat_completion,
+        chat_completion_chunk,
+    )
+
+    return SimpleNamespace(
+        Model=Model,
+        ChatCompletion=ChatCompletion,
+        ChatCompletionChunk=ChatCompletionChunk,
+        ChatCompletionMessage=ChatCompletionMessage,
+        Choice=chat_completion.Choice,
+        ChunkChoice=chat_completion_chunk.Choice,
+        ChoiceDelta=chat_completion_chunk.ChoiceDelta,
+    )
+
+
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 ServiceDep = Annotated[Service, Depends(get_service)]
 
@@ -284,7 +304,9 @@ async def retrieve_model(model_id: str, service: ServiceDep) -> dict:
 
 
 def _model(service: Service) -> dict:
-    model = Model(id=service.settings.model_name, created=STARTED, object="model", owned_by=OWNER)
+    model = openai_types().Model(
+        id=service.settings.model_name, created=STARTED, object="model", owned_by=OWNER
+    )
     return model.model_dump(exclude_unset=True)
 
 
@@ -363,14 +385,15 @@ async def completion(tokens: AsyncIterator[str], head: dict, sources: list[dict]
         log.exception("answering failed")
         message = "internal error while answering; see the server log"
         raise ChatError(500, message, "server_error") from exc
-    choice = chat_completion.Choice(
+    types = openai_types()
+    choice = types.Choice(
         index=0,
-        message=ChatCompletionMessage(role="assistant", content=text),
+        message=types.ChatCompletionMessage(role="assistant", content=text),
         finish_reason="stop",
         logprobs=None,
         sources=sources,
     )
-    body = ChatCompletion(object="chat.completion", choices=[choice], **head)
+    body = types.ChatCompletion(object="chat.completion", choices=[choice], **head)
     return body.model_dump(mode="json", exclude_unset=True)
 
 
@@ -378,10 +401,11 @@ async def completion_events(
     tokens: AsyncIterator[str], head: dict, sources: list[dict]
 ) -> AsyncIterator[dict]:
     """``chat.completion.chunk`` events: the role and sources, the tokens, the stop, [DONE]."""
-    yield _chunk(head, chat_completion_chunk.ChoiceDelta(role="assistant", content=""), sources)
+    delta = openai_types().ChoiceDelta
+    yield _chunk(head, delta(role="assistant", content=""), sources)
     try:
         async for token in tokens:
-            yield _chunk(head, chat_completion_chunk.ChoiceDelta(content=token))
+            yield _chunk(head, delta(content=token))
     except AnswerError as exc:
         log.warning("answer provider failed mid-stream: %s", exc)
         yield _event(error_body(redact(str(exc)), "api_error", code="answerer_failed"))
@@ -393,21 +417,22 @@ async def completion_events(
         yield _event(error_body(message, "server_error"))
         yield DONE
         return
-    yield _chunk(head, chat_completion_chunk.ChoiceDelta(), finish_reason="stop")
+    yield _chunk(head, delta(), finish_reason="stop")
     yield DONE
 
 
 def _chunk(
     head: dict,
-    delta: chat_completion_chunk.ChoiceDelta,
+    delta: Any,
     sources: list[dict] | None = None,
     finish_reason: str | None = None,
 ) -> dict:
     extra = {"sources": sources} if sources is not None else {}
-    choice = chat_completion_chunk.Choice(
+    types = openai_types()
+    choice = types.ChunkChoice(
         index=0, delta=delta, finish_reason=finish_reason, logprobs=None, **extra
     )
-    chunk = ChatCompletionChunk(object="chat.completion.chunk", choices=[choice], **head)
+    chunk = types.ChatCompletionChunk(object="chat.completion.chunk", choices=[choice], **head)
     return _event(chunk.model_dump(mode="json", exclude_unset=True))
 
 
