@@ -33,6 +33,23 @@ def smollm2_gguf() -> Path:
     return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+LONG_QUESTION = "What is self-attention?"  # SmolLM2 (k=1) loops on this one to max_tokens
+
+
+def gguf_env(index_dir: Path, **extra: str) -> dict[str, str]:
+    """A server that answers with SmolLM2 in-process, kept quick on a shared 2-core machine:
+    one passage, a 2,048-token context, one prompt-reading thread, answers of 160 tokens."""
+    settings = {
+        "KGPT_GGUF_CONTEXT": "2048",
+        "KGPT_GGUF_BATCH_THREADS": "1",
+        "KGPT_LLM_MAX_TOKENS": "160",
+        "KGPT_DEFAULT_K": "1",
+    }
+    return base_env(
+        KGPT_INDEX_DIR=str(index_dir), KGPT_GGUF=str(smollm2_gguf()), **{**settings, **extra}
+    )
+
+
 class StreamReader:
     """Reads an SSE answer on a thread, recording each event and when it came."""
 
@@ -53,23 +70,28 @@ class StreamReader:
     def _read(self) -> None:
         from httpx_sse import EventSource
 
-        data = {"question": self.question, **self.fields}
-        with httpx.Client(timeout=120) as client:
-            with client.stream("POST", self.url, data=data) as response:
-                self.status, self.headers = response.status_code, dict(response.headers)
-                if response.status_code != 200:
-                    self.body = response.read()
-                    self.first_token.set()
-                    return
-                for event in EventSource(response).iter_sse():
-                    self.events.append((time.monotonic(), event.event, event.data))
-                    if event.event == "message":
-                        self.first_token.set()
-                    if self._leave.is_set() or (
-                        self.stop_after and len(self.tokens) >= self.stop_after
-                    ):
-                        return  # leaving the block closes the connection: a client gone away
+        with httpx.Client(timeout=120) as client, self._request(client) as response:
+            self.status, self.headers = response.status_code, dict(response.headers)
+            if response.status_code != 200:
+                self.body = response.read()
+            else:
+                # Returning early leaves the block, which closes the connection: a client gone.
+                self._consume(EventSource(response).iter_sse())
         self.first_token.set()
+
+    def _request(self, client: httpx.Client):
+        return client.stream("POST", self.url, data={"question": self.question, **self.fields})
+
+    def _consume(self, events) -> None:
+        for event in events:
+            self.events.append((time.monotonic(), event.event, event.data))
+            if event.event == "message":
+                self.first_token.set()
+            if self._leaving():
+                return
+
+    def _leaving(self) -> bool:
+        return self._leave.is_set() or bool(self.stop_after and len(self.tokens) >= self.stop_after)
 
     def leave(self) -> None:
         """Disconnect at the next event, as a closed browser tab does."""
@@ -93,42 +115,31 @@ class ChatReader(StreamReader):
     """Reads a ``stream: true`` answer of /v1/chat/completions the same way: OpenAI's chunks,
     then an error chunk or ``[DONE]``."""
 
-    def _read(self) -> None:
-        from httpx_sse import EventSource
-
+    def _request(self, client: httpx.Client):
         body = {
             "model": self.fields.get("model", "karpathy-gpt"),
             "messages": [{"role": "user", "content": self.question}],
             "stream": True,
         }
-        with httpx.Client(timeout=120) as client:
-            with client.stream("POST", self.url, json=body) as response:
-                self.status, self.headers = response.status_code, dict(response.headers)
-                if response.status_code != 200:
-                    self.body = response.read()
-                    self.first_token.set()
-                    return
-                for event in EventSource(response).iter_sse():
-                    if event.data == "[DONE]":
-                        self.events.append((time.monotonic(), "done", event.data))
-                        break
-                    payload = json.loads(event.data)
-                    if "error" in payload:
-                        self.events.append((time.monotonic(), "error", event.data))
-                        continue
-                    choice = payload["choices"][0]
-                    if "sources" in choice:
-                        self.sources = choice["sources"]
-                    if choice["delta"].get("content"):
-                        self.events.append(
-                            (time.monotonic(), "message", choice["delta"]["content"])
-                        )
-                        self.first_token.set()
-                    if self._leave.is_set() or (
-                        self.stop_after and len(self.tokens) >= self.stop_after
-                    ):
-                        return
-        self.first_token.set()
+        return client.stream("POST", self.url, json=body)
+
+    def _consume(self, events) -> None:
+        for event in events:
+            if event.data == "[DONE]":
+                self.events.append((time.monotonic(), "done", event.data))
+                return
+            payload = json.loads(event.data)
+            if "error" in payload:
+                self.events.append((time.monotonic(), "error", event.data))
+                continue
+            choice = payload["choices"][0]
+            if "sources" in choice:
+                self.sources = choice["sources"]
+            if choice["delta"].get("content"):
+                self.events.append((time.monotonic(), "message", choice["delta"]["content"]))
+                self.first_token.set()
+            if self._leaving():
+                return
 
     sources: list[dict] | None = None
 

@@ -18,7 +18,15 @@ import time
 import httpx
 import numpy as np
 import pytest
-from conftest import Server, StreamReader, base_env, passages, post_sse, smollm2_gguf
+from conftest import (
+    LONG_QUESTION,
+    Server,
+    StreamReader,
+    gguf_env,
+    passages,
+    post_sse,
+    smollm2_gguf,
+)
 
 from karpathy_gpt.answer import AnswerError, choose_answerer, make_answerer
 from karpathy_gpt.answer.gguf import GGUFAnswerer
@@ -26,23 +34,13 @@ from karpathy_gpt.config import Settings
 from karpathy_gpt.retrieval import Retrieval
 
 NAME = "SmolLM2-135M-Instruct.Q4_1"
-LONG_QUESTION = "What is self-attention?"  # SmolLM2 (k=1) loops on this one to max_tokens
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
 def kgpt(index_dir, output_dir) -> Server:
-    env = base_env(
-        KGPT_INDEX_DIR=str(index_dir),
-        KGPT_GGUF=str(smollm2_gguf()),
-        KGPT_GGUF_QUEUE="1",
-        KGPT_GGUF_CONTEXT="2048",
-        KGPT_GGUF_BATCH_THREADS="1",
-        KGPT_LLM_MAX_TOKENS="160",
-        KGPT_DEFAULT_K="1",
-    )
-    server = Server(env, output_dir / "server-gguf.log")
+    server = Server(gguf_env(index_dir, KGPT_GGUF_QUEUE="1"), output_dir / "server-gguf.log")
     server.wait_ready()
     yield server
     server.stop()

@@ -23,6 +23,7 @@ import httpx
 import numpy as np
 import pytest
 from conftest import (
+    LONG_QUESTION,
     ChatReader,
     LlamaServer,
     Server,
@@ -39,7 +40,6 @@ from karpathy_gpt.retrieval import Retrieval
 
 SECRET = f"sk-kgpt-test-{secrets.token_hex(8)}"
 MODEL = "smollm2"
-LONG_QUESTION = "What is self-attention?"  # SmolLM2 (k=1) loops on this one to max_tokens
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -17,9 +17,16 @@ import time
 
 import httpx
 import pytest
-from conftest import ChatReader, Server, StreamReader, base_env, passages, post_sse, smollm2_gguf
+from conftest import (
+    LONG_QUESTION,
+    ChatReader,
+    Server,
+    StreamReader,
+    gguf_env,
+    passages,
+    post_sse,
+)
 
-LONG_QUESTION = "What is self-attention?"  # SmolLM2 (k=1) loops on this one to max_tokens
 SHORT_QUESTION = "What is a bigram model?"
 CHAT = {"model": "karpathy-gpt", "messages": [{"role": "user", "content": "What is makemore?"}]}
 ABANDONED = 50
@@ -29,16 +36,7 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def capped(index_dir, output_dir) -> Server:
-    env = base_env(
-        KGPT_INDEX_DIR=str(index_dir),
-        KGPT_GGUF=str(smollm2_gguf()),
-        KGPT_GGUF_QUEUE="4",
-        KGPT_MAX_STREAMS="2",
-        KGPT_GGUF_CONTEXT="2048",
-        KGPT_GGUF_BATCH_THREADS="1",
-        KGPT_LLM_MAX_TOKENS="160",
-        KGPT_DEFAULT_K="1",
-    )
+    env = gguf_env(index_dir, KGPT_GGUF_QUEUE="4", KGPT_MAX_STREAMS="2")
     server = Server(env, output_dir / "server-capped.log")
     server.wait_ready()
     yield server
