@@ -472,6 +472,35 @@ def test_unchanged_corpus_is_not_ingested_again_and_old_versions_are_pruned(
     assert partitions == 2
 
 
+def test_pruning_waits_for_no_query_and_catches_up_at_the_next_publish(
+    database_url, embedder, tmp_path, caplog
+):
+    """A query holding its snapshot's locks makes pruning give way (the publish still lands),
+    and pruning takes its locks in the order queries do, so the two never deadlock."""
+    settings = Settings(chunk_size=200, chunk_overlap=50)
+    index = build_store(load_corpus(small_corpus(tmp_path / "c", SENTENCES)), settings, embedder)[0]
+    store = PostgresStore(database_url)
+    try:
+        with store.writer() as writer:
+            for n in range(3):
+                writer.publish(f"prune-{n}", {}, index)
+            with psycopg.connect(database_url) as reader:  # a long query's locks
+                reader.execute("SELECT count(*) FROM kgpt_postings").fetchone()
+                old = versions(database_url)[:-1]  # what publishing one more should drop
+                writer.publish("prune-3", {}, index)  # its own pruning gives way too
+                with caplog.at_level("WARNING", logger="karpathy_gpt.store.postgres"):
+                    started = time.monotonic()
+                    assert writer.prune(lock_timeout="200ms") == []
+                    assert time.monotonic() - started < 5
+                assert "not pruned yet" in caplog.text
+                assert store.active_version().index_key == "prune-3"
+                assert set(old) <= set(versions(database_url))
+            assert set(writer.prune()) >= set(old)  # the query is over: the rest goes
+        assert len(versions(database_url)) == 2
+    finally:
+        store.close()
+
+
 def test_reingest_switches_atomically_while_queries_run(database_url, embedder, tmp_path):
     """Readers see all of the old version or all of the new, never none or a mix."""
     settings = Settings(chunk_size=200, chunk_overlap=50)

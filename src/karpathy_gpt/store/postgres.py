@@ -563,14 +563,14 @@ class Writer:
                     ]
                 )
 
-    def prune(self, keep: int = KEEP_VERSIONS) -> list[int]:
+    def prune(self, keep: int = KEEP_VERSIONS, lock_timeout: str = PRUNE_LOCK_TIMEOUT) -> list[int]:
         """Drop all but the newest ``keep`` versions (the active one always stays).
 
         Dropping a partition takes its parent's exclusive lock. Queries lock kgpt_postings
         before kgpt_chunks (the order they name them), so the locks are taken in that order up
         front: dropping one table and then waiting for the other would deadlock with a query
         holding the second and waiting for the first. Pruning is housekeeping: if the locks
-        don't come within PRUNE_LOCK_TIMEOUT, it is left to the next publish.
+        don't come within ``lock_timeout``, it is left to the next publish.
         """
         try:
             with self.conn.transaction():
@@ -586,7 +586,7 @@ class Writer:
                 if not old:
                     return []
                 self.conn.execute(
-                    sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(PRUNE_LOCK_TIMEOUT))
+                    sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(lock_timeout))
                 )
                 self.conn.execute("LOCK TABLE kgpt_postings, kgpt_chunks IN ACCESS EXCLUSIVE MODE")
                 for version_id in old:
