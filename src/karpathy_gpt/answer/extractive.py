@@ -2,10 +2,11 @@
 
 Every sentence of the retrieved passages is scored against the question by embedding similarity
 plus the share of the question's content words it holds; a sentence's neighbours lend it a little
-of their score, since a good answer in a transcript rarely fits one sentence. The best few are
-cleaned of spoken filler ("So", "um", "the the") and streamed in passage order, each followed
-by the citation of its passage. Only deletions are made: no word is added or changed. When the
-best passage is not similar enough to the question, it says so instead of quoting noise.
+of their score, since a good answer in a transcript rarely fits one sentence. The best few that
+do not repeat one another (a lecture says the same thing in several words) are cleaned of spoken
+filler ("So", "um", "the the") and streamed in passage order, each followed by the citation of
+its passage. Only deletions are made: no word is added or changed. When the best passage is not
+similar enough to the question, it says so instead of quoting noise.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class _Sentence:
     passage: int  # 0-based index into the hits
     position: int  # order within the passage
     text: str
+    vector: np.ndarray  # the sentence's embedding, stored at ingest
     score: float = 0.0
 
 
@@ -62,12 +64,17 @@ class ExtractiveAnswerer(Answerer):
         max_chars: int = 700,
         lexical_weight: float = 0.3,
         context_weight: float = 0.2,
+        max_redundancy: float = 0.85,
     ):
+        """``max_redundancy``: a sentence whose cosine to one already chosen reaches this says
+        nothing new (e.g. "Today we are (once again) continuing our implementation of
+        Makemore", said in two lectures) and is passed over."""
         self.min_similarity = min_similarity
         self.max_sentences = max_sentences
         self.max_chars = max_chars
         self.lexical_weight = lexical_weight
         self.context_weight = context_weight
+        self.max_redundancy = max_redundancy
 
     async def stream(
         self, retrieval: Retrieval, history: Sequence[Message] = ()
@@ -82,9 +89,11 @@ class ExtractiveAnswerer(Answerer):
         if not hits or max(h.similarity for h in hits) < self.min_similarity:
             return NOT_FOUND
         sentences = [
-            _Sentence(passage=p, position=n, text=hit.chunk.text[s:e])
+            _Sentence(passage=p, position=n, text=hit.chunk.text[s:e], vector=vector)
             for p, hit in enumerate(hits)
-            for n, (s, e) in enumerate(sentence_spans(hit.chunk.text))
+            for n, ((s, e), vector) in enumerate(
+                zip(sentence_spans(hit.chunk.text), hit.sentence_vectors, strict=True)
+            )
         ]
         self._score(retrieval, sentences)
         chosen = self._choose(sentences)
@@ -95,8 +104,7 @@ class ExtractiveAnswerer(Answerer):
         return " ".join(parts)
 
     def _score(self, retrieval: Retrieval, sentences: list[_Sentence]) -> None:
-        vectors = np.vstack([hit.sentence_vectors for hit in retrieval.hits])
-        similarity = vectors @ retrieval.vector
+        similarity = np.vstack([s.vector for s in sentences]) @ retrieval.vector
         query_terms = set(tokenize([normalise(retrieval.question)])[0])
         for sentence, sim, terms in zip(
             sentences, similarity, tokenize([normalise(s.text) for s in sentences]), strict=True
@@ -125,6 +133,8 @@ class ExtractiveAnswerer(Answerer):
             if len(key) < 20 or key in seen:  # fragments and overlap duplicates say nothing new
                 continue
             if chosen and length + len(sentence.text) > self.max_chars:
+                continue
+            if any(float(sentence.vector @ c.vector) >= self.max_redundancy for c in chosen):
                 continue
             chosen.append(sentence)
             seen.add(key)

@@ -1,0 +1,52 @@
+"""The extractive answerer's choice of sentences, on passages embedded by the real model."""
+
+from __future__ import annotations
+
+import pytest
+
+from karpathy_gpt.answer.extractive import ExtractiveAnswerer
+from karpathy_gpt.chunking import Chunk
+from karpathy_gpt.embedding import Embedder
+from karpathy_gpt.retrieval import Retrieval
+from karpathy_gpt.store import Hit
+from karpathy_gpt.text import normalise, sentence_spans
+
+QUESTION = "What is makemore?"
+# Two lectures open with nearly the same line; the passage that says what makemore is comes
+# last in the ranking, as in the real corpus.
+PASSAGES = [
+    "Today we are continuing our implementation of makemore. We will add batch normalization.",
+    "Today we are once again continuing our implementation of makemore. We look at backprop.",
+    "Under the hood, makemore is a character-level language model. It treats every line of "
+    "the dataset as a sequence of individual characters.",
+]
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder()
+
+
+def retrieval(embedder: Embedder) -> Retrieval:
+    hits = []
+    for n, text in enumerate(PASSAGES):
+        sentences = [normalise(text[s:e]) for s, e in sentence_spans(text)]
+        vector = embedder.embed_one(normalise(text))
+        hits.append(
+            Hit(
+                chunk=Chunk(text, {"id": f"0{n}", "title": f"lecture {n}"}),
+                score=1 / (60 + n),
+                similarity=float(vector @ embedder.embed_one(normalise(QUESTION))),
+                sentence_vectors=embedder.embed(sentences),
+            )
+        )
+    return Retrieval(QUESTION, embedder.embed_one(normalise(QUESTION)), hits)
+
+
+def test_a_sentence_that_repeats_a_chosen_one_is_passed_over(embedder):
+    found = retrieval(embedder)
+    repeats = ExtractiveAnswerer(max_sentences=2, max_redundancy=2.0).compose(found)
+    assert "once again continuing" in repeats and "continuing our implementation" in repeats
+    answer = ExtractiveAnswerer(max_sentences=2).compose(found)
+    assert answer.count("continuing our implementation") == 1
+    assert "Under the hood, makemore is a character-level language model. [3]" in answer
