@@ -12,10 +12,11 @@ Schema (created with ``IF NOT EXISTS``; ``kgpt_schema_version`` records which on
     kgpt_lexemes    per version and term: its id in kgpt_postings, how many chunks hold it, and
                     the two weight bounds MaxScore needs (see store.postings)
 
-Each version is written into its own partitions, indexed, then attached and made active in the
-same transaction: a query reads ``kgpt_active`` and the partitions in one statement, one snapshot,
-so it sees the old index or the new one, never half of one. A partition per version also gives
-each version its own HNSW graph, so a query never walks (and filters out) another version's rows.
+Each version is written into its own partitions, indexed and attached in one transaction, then
+made active by a one-row update in the next: a query reads ``kgpt_active`` and the partitions in
+one statement, one snapshot, so it sees the old index or the new one, never half of one. A
+partition per version also gives each version its own HNSW graph, so a query never walks (and
+filters out) another version's rows.
 Old versions are dropped whole, the newest ``KEEP_VERSIONS`` kept.
 
 API processes hold only a connection pool: any number of workers and machines share one database.
@@ -51,7 +52,9 @@ from .postings import Postings
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
-PRUNE_LOCK_TIMEOUT = "5s"
+# Below PostgreSQL's deadlock_timeout (1 s by default): a prune that would close a cycle with
+# a query gives up before the deadlock detector would make either of them fail.
+PRUNE_LOCK_TIMEOUT = "500ms"
 KEEP_VERSIONS = 2
 INGEST_LOCK = 0x6B677074  # pg_advisory_lock key ("kgpt"): one writer at a time
 HNSW_EF_SEARCH = 100  # > CANDIDATES, so the dense top-N is (near) exact
@@ -418,7 +421,7 @@ class Writer:
         return self.store.holds(key)
 
     def publish(self, key: str, meta: dict, index: LocalStore) -> int:
-        """Write ``index`` as a new version and make it the active one, in one transaction."""
+        """Write ``index`` as a new version in one transaction, then make it the active one."""
         started = time.perf_counter()
         steps: dict[str, float] = {}
 
@@ -482,6 +485,12 @@ class Writer:
             with step("analyze"):
                 for table in [*partitions.values(), sql.Identifier("kgpt_lexemes")]:
                     self.conn.execute(sql.SQL("ANALYZE {}").format(table))
+        # Made active in a second transaction. A commit becomes visible to new snapshots a moment
+        # before its catalog invalidations reach other sessions: had the attach and the switch
+        # shared a commit, a query in that moment could read the new version id with a plan
+        # that has no partition for it, and find nothing (seen in the atomic re-ingest test).
+        # Committed first, the attach is known everywhere before any snapshot can see the switch.
+        with self.conn.transaction():
             self.conn.execute(
                 "INSERT INTO kgpt_active (singleton, version_id) VALUES (true, %s) "
                 "ON CONFLICT (singleton) DO UPDATE SET version_id = excluded.version_id",
@@ -566,11 +575,13 @@ class Writer:
     def prune(self, keep: int = KEEP_VERSIONS, lock_timeout: str = PRUNE_LOCK_TIMEOUT) -> list[int]:
         """Drop all but the newest ``keep`` versions (the active one always stays).
 
-        Dropping a partition takes its parent's exclusive lock. Queries lock kgpt_postings
-        before kgpt_chunks (the order they name them), so the locks are taken in that order up
-        front: dropping one table and then waiting for the other would deadlock with a query
-        holding the second and waiting for the first. Pruning is housekeeping: if the locks
-        don't come within ``lock_timeout``, it is left to the next publish.
+        Dropping a partition takes its parent's exclusive lock. Queries usually lock
+        kgpt_postings before kgpt_chunks (the order they name them; a cached plan can lock its
+        relations in another order), so the locks are taken in that order up front, and waited
+        for less than PostgreSQL's deadlock_timeout: dropping one table and then waiting for
+        the other deadlocked with a query holding the second and waiting for the first.
+        Pruning is housekeeping: if the locks don't come within ``lock_timeout``, it is left to
+        the next publish.
         """
         try:
             with self.conn.transaction():
