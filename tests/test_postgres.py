@@ -534,7 +534,7 @@ def test_reingest_switches_atomically_while_queries_run(database_url, embedder, 
         t.start()
     try:
         with store.writer() as writer:
-            for n in range(6):
+            for n in range(12):
                 writer.publish(f"v{n}", {}, indexes["new" if n % 2 == 0 else "old"])
                 time.sleep(0.05)
     finally:
