@@ -628,6 +628,51 @@ def test_servers_and_workers_share_one_database(database_url, tmp_path, output_d
             replica.stop()
 
 
+def test_a_database_that_refuses_connections_is_a_503_then_recovers(
+    postgres, database_url, tmp_path, output_dir
+):
+    """With the database gone, every searching endpoint answers 503 with what to check, within
+    the pool's timeout (KGPT_DATABASE_TIMEOUT), not a 500 or a hang; back, it serves again."""
+    name = psycopg.conninfo.conninfo_to_dict(database_url)["dbname"]
+    env = base_env(
+        KGPT_DATABASE_URL=database_url,
+        KGPT_CORPUS_DIR=str(small_corpus(tmp_path / "corpus", SENTENCES)),
+        KGPT_INDEX_DIR=str(tmp_path / "index"),
+        KGPT_DATABASE_TIMEOUT="2",
+    )
+    server = Server(env, output_dir / "pg-refused.log")
+    question = {"question": "What does a bigram model predict?"}
+    chat = {"model": "karpathy-gpt", "messages": [{"role": "user", "content": "bigram?"}]}
+    try:
+        server.wait_ready()
+        assert post_sse(server.url + "/karpathy-docs", data=question)[0].status_code == 200
+        with psycopg.connect(postgres.get_uri(), autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+        try:
+            started = time.monotonic()
+            docs = httpx.post(server.url + "/karpathy-docs", data=question, timeout=30)
+            assert docs.status_code == 503, docs.text
+            assert "is the database up?" in docs.json()["detail"]
+            assert docs.headers["Retry-After"]
+            assert time.monotonic() - started < 15
+            stream = httpx.post(server.url + "/karpathy-stream", data=question, timeout=30)
+            assert stream.status_code == 503
+            answer = httpx.post(server.url + "/v1/chat/completions", json=chat, timeout=30)
+            assert answer.status_code == 503
+            assert answer.json()["error"]["code"] == "index_unavailable"
+        finally:
+            with psycopg.connect(postgres.get_uri(), autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        response, events = post_sse(server.url + "/karpathy-docs", data=question)
+        assert response.status_code == 200 and passages(events)
+    finally:
+        server.stop()
+
+
 def test_cli_ingest_to_postgres_is_a_noop_when_unchanged(database_url, tmp_path):
     corpus = small_corpus(tmp_path / "corpus", SENTENCES)
     env = base_env(KGPT_DATABASE_URL=database_url, KGPT_INDEX_DIR=str(tmp_path / "index"))

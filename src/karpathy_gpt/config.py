@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     # postgresql://user:password@host:5432/dbname switches the index to PostgreSQL + pgvector.
     database_url: str | None = None
     database_pool_size: int = Field(4, ge=1, le=100)
+    database_timeout: float = Field(30.0, gt=0, le=600)
 
     # onnx | onnx-int8 | torch: see embedding.py; each backend's vectors get their own index.
     embedding_backend: Literal["onnx", "onnx-int8", "torch"] = "onnx"

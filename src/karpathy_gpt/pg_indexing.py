@@ -29,7 +29,11 @@ log = logging.getLogger(__name__)
 def connect(settings: Settings) -> PostgresStore:
     if not settings.database_url:
         raise DatabaseError("KGPT_DATABASE_URL is not set")
-    return PostgresStore(settings.database_url, pool_size=settings.database_pool_size)
+    return PostgresStore(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        timeout=settings.database_timeout,
+    )
 
 
 def open_postgres_index(

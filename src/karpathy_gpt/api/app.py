@@ -18,6 +18,7 @@ from .. import __version__
 from ..answer import AnswerBusy
 from ..config import Settings, get_settings
 from ..logs import configure_logging
+from ..store.base import DatabaseError
 from . import legacy, openai_compat, page
 from .auth import BearerAuth, describe_bearer_auth
 from .service import Service, get_service
@@ -79,6 +80,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             content={"detail": str(exc)},
             headers={"Retry-After": str(exc.retry_after)},
         )
+
+    @app.exception_handler(DatabaseError)
+    async def database_error(request: Request, exc: DatabaseError) -> JSONResponse:
+        """The index's database is down or unreachable: every endpoint that searches says so,
+        in OpenAI's error shape under /v1."""
+        log.error("%s", exc)
+        if openai_compat.under_v1(request):
+            body = openai_compat.error_body(str(exc), "server_error", code="index_unavailable")
+        else:
+            body = {"detail": str(exc)}
+        return JSONResponse(status_code=503, content=body, headers={"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

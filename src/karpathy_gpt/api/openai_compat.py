@@ -42,7 +42,6 @@ from ..conversation import bound_history, retrieval_query
 from ..logs import redact
 from ..retrieval import Retrieval
 from ..store import Hit
-from ..store.base import DatabaseError
 from .requests import has_lone_surrogates, read_capped
 from .service import Service, get_service
 from .streaming import SHUTTING_DOWN_MESSAGE, event_stream
@@ -111,10 +110,15 @@ async def chat_error(request: Request, exc: ChatError) -> JSONResponse:
     return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
 
 
+def under_v1(request: Request) -> bool:
+    """Whether ``request`` is for this API, whose errors take OpenAI's shape."""
+    return (request.url.path + "/").startswith("/v1/")
+
+
 async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
     """OpenAI's error shape under /v1 (unknown route, wrong method, body too large), FastAPI's
     ``{"detail": ...}`` everywhere else."""
-    if not (request.url.path + "/").startswith("/v1/"):
+    if not under_v1(request):
         return await http_exception_handler(request, exc)
     codes = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
     message = str(exc.detail)
@@ -368,11 +372,8 @@ async def chat_completions(request: Request, service: ServiceDep) -> Response:
 async def retrieve(service: Service, question: str, history: list[Message], k: int) -> Retrieval:
     """The passages for ``question`` read in its conversation."""
     max_chars = service.settings.max_question_chars
-    try:
-        query = await retrieval_query(service.answerer, question, history, max_chars)
-        return await service.retrieve(query, k)
-    except DatabaseError as exc:
-        raise ChatError(503, str(exc), "server_error", code="index_unavailable") from exc
+    query = await retrieval_query(service.answerer, question, history, max_chars)
+    return await service.retrieve(query, k)
 
 
 async def completion(tokens: AsyncIterator[str], head: dict, sources: list[dict]) -> dict:
