@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+#: What a client is told when answering failed for a reason of ours (the traceback is logged).
+INTERNAL_ERROR = "internal error while answering; see the server log"
+
 
 class AnswerError(Exception):
     """The provider could not answer; the message tells a person what to do about it."""

@@ -19,6 +19,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
 from ..answer import AnswerError, Place
+from ..answer.errors import INTERNAL_ERROR
 from ..logs import redact
 from ..retrieval import Retrieval
 from ..store import Hit
@@ -110,11 +111,10 @@ async def karpathy_stream(body: AskDep, service: ServiceDep) -> EventSourceRespo
 
 
 async def answer_events(
-    service: Service, retrieval: Retrieval, ticket: Place | None = None
+    service: Service, retrieval: Retrieval, ticket: Place
 ) -> AsyncIterator[ServerSentEvent]:
-    tokens = service.answerer.stream(retrieval)
     try:
-        async for token in ticket.hold(tokens) if ticket else tokens:
+        async for token in ticket.hold(service.answerer.stream(retrieval)):
             yield ServerSentEvent(data=token)
     except AnswerError as exc:
         log.warning("answer provider failed: %s", exc)
@@ -124,7 +124,7 @@ async def answer_events(
         log.exception("answering failed")
         yield ServerSentEvent(
             event="error",
-            data=json.dumps({"message": "internal error while answering; see the server log"}),
+            data=json.dumps({"message": INTERNAL_ERROR}),
         )
         return
     yield END

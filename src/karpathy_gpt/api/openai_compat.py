@@ -38,6 +38,7 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..answer import AnswerBusy, AnswerError, Message
+from ..answer.errors import INTERNAL_ERROR
 from ..conversation import bound_history, retrieval_query
 from ..logs import redact
 from ..retrieval import Retrieval
@@ -384,8 +385,7 @@ async def completion(tokens: AsyncIterator[str], head: dict, sources: list[dict]
         raise ChatError(502, redact(str(exc)), "api_error", code="answerer_failed") from exc
     except Exception as exc:
         log.exception("answering failed")
-        message = "internal error while answering; see the server log"
-        raise ChatError(500, message, "server_error") from exc
+        raise ChatError(500, INTERNAL_ERROR, "server_error") from exc
     types = openai_types()
     choice = types.Choice(
         index=0,
@@ -414,8 +414,7 @@ async def completion_events(
         return
     except Exception:
         log.exception("answering failed mid-stream")
-        message = "internal error while answering; see the server log"
-        yield _event(error_body(message, "server_error"))
+        yield _event(error_body(INTERNAL_ERROR, "server_error"))
         yield DONE
         return
     yield _chunk(head, delta(), finish_reason="stop")
