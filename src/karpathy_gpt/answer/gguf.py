@@ -31,7 +31,7 @@ from pathlib import Path
 from ..retrieval import Retrieval
 from .admission import Admission, Ticket
 from .base import Answerer, AnswerError, Message
-from .prompt import REWRITE_MAX_TOKENS, chat_messages, rewrite_messages, standalone_question
+from .prompt import REWRITE_MAX_TOKENS, chat_messages, rewrite_with
 
 log = logging.getLogger(__name__)
 
@@ -119,22 +119,11 @@ class GGUFAnswerer(Answerer):
         Rewrites run on the same model thread as answers: called while holding an admitted
         ticket, one starts at once; otherwise it waits behind the answer being written.
         """
-        if not history:
-            return question
-        try:
-            async with asyncio.timeout(self.rewrite_timeout):
-                generated = self._generate(rewrite_messages(question, history), REWRITE_MAX_TOKENS)
-                async with aclosing(generated) as tokens:
-                    reply = "".join([token async for token in tokens])
-        except TimeoutError:
-            log.warning(
-                "rewriting the follow-up took over %g s; using it as asked", self.rewrite_timeout
-            )
-            return None
-        except AnswerError as exc:
-            log.warning("could not rewrite the follow-up: %s", exc)
-            return None
-        return standalone_question(reply)
+        return await rewrite_with(self._complete, question, history, self.rewrite_timeout)
+
+    async def _complete(self, messages: list[dict[str, str]]) -> str:
+        async with aclosing(self._generate(messages, REWRITE_MAX_TOKENS)) as tokens:
+            return "".join([token async for token in tokens])
 
     async def _generate(
         self, messages: list[dict[str, str]], max_tokens: int

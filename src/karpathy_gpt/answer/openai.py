@@ -25,7 +25,7 @@ import openai
 
 from ..retrieval import Retrieval
 from .base import Answerer, AnswerError, Message
-from .prompt import REWRITE_MAX_TOKENS, chat_messages, rewrite_messages, standalone_question
+from .prompt import REWRITE_MAX_TOKENS, chat_messages, rewrite_with
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class OpenAIAnswerer(Answerer):
     ) -> AsyncIterator[str]:
         response = None
         try:
-            response = await self._open(chat_messages(retrieval, history), self.max_tokens)
+            response = await self._open(chat_messages(retrieval, history))
             async with response:
                 chunks = aiter(response)
                 while True:
@@ -87,7 +87,7 @@ class OpenAIAnswerer(Answerer):
         except openai.OpenAIError as exc:
             raise self._error(exc) from exc
 
-    async def _open(self, messages: list[dict[str, str]], max_tokens: int):
+    async def _open(self, messages: list[dict[str, str]]):
         """The streaming response, connecting again after a refused or dropped connection."""
         for attempt in range(self.retries + 1):
             try:
@@ -97,7 +97,7 @@ class OpenAIAnswerer(Answerer):
                         model=self.name,
                         messages=messages,
                         temperature=0,
-                        max_tokens=max_tokens,
+                        max_tokens=self.max_tokens,
                         stream=True,
                     )
             except openai.APITimeoutError:
@@ -153,29 +153,21 @@ class OpenAIAnswerer(Answerer):
         return AnswerError(f"the model at {self.base_url} failed: {_describe(exc)}")
 
     async def rewrite(self, question: str, history: Sequence[Message]) -> str | None:
-        if not history:
-            return question
+        return await rewrite_with(self._complete, question, history, self.rewrite_timeout)
+
+    async def _complete(self, messages: list[dict[str, str]]) -> str:
+        """One reply, not streamed (a rewrite is a short question)."""
         try:
-            async with asyncio.timeout(self.rewrite_timeout):
-                await self._check_model()
-                reply = await self.client.chat.completions.create(
-                    model=self.name,
-                    messages=rewrite_messages(question, history),
-                    temperature=0,
-                    max_tokens=REWRITE_MAX_TOKENS,
-                )
-        except TimeoutError:
-            log.warning(
-                "rewriting the follow-up took over %g s; using it as asked", self.rewrite_timeout
+            await self._check_model()
+            reply = await self.client.chat.completions.create(
+                model=self.name,
+                messages=messages,
+                temperature=0,
+                max_tokens=REWRITE_MAX_TOKENS,
             )
-            return None
-        except (AnswerError, openai.OpenAIError, httpx.HTTPError) as exc:
-            reason = exc if isinstance(exc, AnswerError) else self._error(exc)
-            log.warning("could not rewrite the follow-up: %s", reason)
-            return None
-        if not reply.choices:
-            return None
-        return standalone_question(reply.choices[0].message.content or "")
+        except (openai.OpenAIError, httpx.HTTPError) as exc:
+            raise self._error(exc) from exc
+        return (reply.choices[0].message.content or "") if reply.choices else ""
 
     async def aclose(self) -> None:
         await self.client.close()

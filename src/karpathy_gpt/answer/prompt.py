@@ -1,14 +1,20 @@
-"""The prompt generative answerers send: the original's "stuff" prompt, with numbered passages."""
+"""The prompt generative answerers send: the original's "stuff" prompt, with numbered passages;
+and the rewrite of a follow-up into a standalone question, the same for every model."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..retrieval import Retrieval
+from .errors import AnswerError
 
 if TYPE_CHECKING:
     from .base import Message
+
+log = logging.getLogger(__name__)
 
 SYSTEM = (
     "Use the following pieces of context to answer the question at the end. "
@@ -71,3 +77,25 @@ def standalone_question(reply: str, max_chars: int = 500) -> str | None:
         if text:
             return text[:max_chars]
     return None
+
+
+async def rewrite_with(
+    complete: Callable[[list[dict[str, str]]], Awaitable[str]],
+    question: str,
+    history: Sequence[Message],
+    timeout: float,
+) -> str | None:
+    """A follow-up ``question`` made standalone by a model's ``complete`` (the reply's text, or
+    AnswerError); None when the model fails or takes longer than ``timeout`` seconds."""
+    if not history:
+        return question
+    try:
+        async with asyncio.timeout(timeout):
+            reply = await complete(rewrite_messages(question, history))
+    except TimeoutError:
+        log.warning("rewriting the follow-up took over %g s; using it as asked", timeout)
+        return None
+    except AnswerError as exc:
+        log.warning("could not rewrite the follow-up: %s", exc)
+        return None
+    return standalone_question(reply)
