@@ -205,8 +205,14 @@ class LlamaServer:
     openai provider checks the name), one thread, and ``--interrupt_requests False``: a second
     request waits for the first instead of cutting it short, as most servers behave."""
 
-    def __init__(self, log_path: Path, api_key: str | None = None, model: str = "smollm2"):
-        self.api_key, self.model = api_key, model
+    def __init__(
+        self,
+        log_path: Path,
+        api_key: str | None = None,
+        model: str = "smollm2",
+        context: int = 2048,
+    ):
+        self.api_key, self.model, self.context = api_key, model, context
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -215,7 +221,8 @@ class LlamaServer:
     def start(self) -> None:
         cmd = [
             *(sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf())),
-            *("--model_alias", self.model, "--chat_format", "chatml", "--n_ctx", "2048"),
+            *("--model_alias", self.model, "--chat_format", "chatml"),
+            *("--n_ctx", str(self.context)),
             *("--n_threads", "1", "--n_threads_batch", "1"),
             *(("--api_key", self.api_key) if self.api_key else ()),
             *("--interrupt_requests", "False", "--verbose", "False"),

