@@ -291,6 +291,14 @@ class LlamaServer:
 
 
 @pytest.fixture(scope="session")
+def embedder():
+    """The real model, loaded once for every test that embeds in-process."""
+    from karpathy_gpt.embedding import Embedder
+
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
 def output_dir() -> Path:
     path = REPO / "test-output"
     path.mkdir(exist_ok=True)

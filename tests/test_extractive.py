@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from karpathy_gpt.answer.extractive import ExtractiveAnswerer
 from karpathy_gpt.chunking import Chunk
 from karpathy_gpt.embedding import Embedder
@@ -20,11 +18,6 @@ PASSAGES = [
     "Under the hood, makemore is a character-level language model. It treats every line of "
     "the dataset as a sequence of individual characters.",
 ]
-
-
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return Embedder()
 
 
 def retrieval(embedder: Embedder) -> Retrieval:

@@ -12,7 +12,6 @@ import pytest
 from timed_corpus import SRT_CUES, srt, write_timed_corpus
 
 from karpathy_gpt.config import Settings
-from karpathy_gpt.embedding import Embedder
 from karpathy_gpt.embedding_cache import FILE_NAME, EmbeddingCache
 from karpathy_gpt.indexing import ingest
 from karpathy_gpt.store.local import LocalStore
@@ -25,11 +24,6 @@ NEW_CUES = [
     "and a softmax gives the next character's probabilities.",
     "The embedding table is trained with the rest of the network.",
 ]
-
-
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return Embedder()
 
 
 @pytest.fixture

@@ -44,11 +44,6 @@ def write_corpus(folder: Path, lectures: dict[str, str]) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return Embedder()
-
-
 @pytest.fixture
 def small(tmp_path) -> Settings:
     corpus = write_corpus(

@@ -131,17 +131,22 @@ def test_answer_tokens_reach_the_client_as_sse_events(kgpt):
     assert times[-1] - times[0] > 0.3
 
 
-def test_a_two_turn_chat_through_the_v1_api_is_answered_by_the_model(kgpt):
+def test_a_two_turn_chat_through_the_v1_api_is_answered_by_the_model(kgpt, llama):
     """The follow-up is rewritten by the model, and the answer streams through /v1."""
     import openai
 
+    def model_requests() -> int:
+        return llama.log().count("POST /v1/chat/completions")
+
     client = openai.OpenAI(base_url=kgpt.url + "/v1", api_key="unused", max_retries=0)
+    before = model_requests()
     first = client.chat.completions.create(
         model="karpathy-gpt",
         messages=[{"role": "user", "content": "What is a bigram language model?"}],
     )
     reply = first.choices[0].message.content
     assert reply.strip()
+    assert model_requests() == before + 1  # a first question is searched as asked
     stream = client.chat.completions.create(
         model="karpathy-gpt",
         stream=True,
@@ -155,6 +160,7 @@ def test_a_two_turn_chat_through_the_v1_api_is_answered_by_the_model(kgpt):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.strip() and chunks[-1].choices[0].finish_reason == "stop"
     assert chunks[0].choices[0].model_extra["sources"]
+    assert model_requests() == before + 3  # the follow-up: its rewrite, then its answer
 
 
 def test_a_client_that_disconnects_stops_the_generation_on_the_model_server(kgpt, llama):

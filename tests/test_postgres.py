@@ -84,11 +84,6 @@ def database_url(postgres, request) -> str:
     return postgres.get_uri(name)
 
 
-@pytest.fixture(scope="module")
-def embedder() -> Embedder:
-    return Embedder()
-
-
 def write_corpus(folder: Path, lectures: dict[str, str]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     manifest = []
