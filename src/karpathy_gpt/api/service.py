@@ -68,7 +68,7 @@ class Service:
         # costs more than it saves (OpenBLAS, 2 threads: 0.2-3 ms; 1 thread: 0.03 ms, measured
         # here), and the cores are the web server's too. ONNX Runtime also uses one thread.
         threadpool_limits(limits=1, user_api="blas")
-        embedder = Embedder(threads=1)
+        embedder = Embedder.from_settings(settings, threads=1)
         try:
             store = open_index(settings, embedder)
         except CorpusError:

@@ -69,6 +69,9 @@ LEADERS = 2 * CANDIDATES
 # so ~300k chunks) before it spills them to disk; taken only when a query needs it.
 SEARCH_WORK_MEM = "32MB"
 
+# Sentence vectors (~14 kB a chunk) are stored out of line uncompressed: float bits do not
+# compress, and trying costs ingest time and every read.
+SENTENCE_STORAGE = "ALTER TABLE kgpt_chunks ALTER COLUMN sentence_vectors SET STORAGE EXTERNAL"
 POSTINGS = """CREATE TABLE IF NOT EXISTS kgpt_postings (
     version_id bigint NOT NULL,
     term integer NOT NULL,
@@ -97,9 +100,7 @@ SCHEMA = [
         embedding vector({DIMENSIONS}) NOT NULL,
         sentence_vectors vector({DIMENSIONS})[] NOT NULL,
         PRIMARY KEY (version_id, ordinal)) PARTITION BY LIST (version_id)""",
-    # Sentence vectors (~14 kB a chunk) are stored out of line uncompressed: float bits do not
-    # compress, and trying costs ingest time and every read.
-    "ALTER TABLE kgpt_chunks ALTER COLUMN sentence_vectors SET STORAGE EXTERNAL",
+    SENTENCE_STORAGE,
     """CREATE INDEX IF NOT EXISTS kgpt_chunks_embedding
         ON kgpt_chunks USING hnsw (embedding vector_cosine_ops)""",
     """CREATE TABLE IF NOT EXISTS kgpt_lexemes (
@@ -125,7 +126,7 @@ MIGRATIONS = {
         "ALTER TABLE kgpt_lexemes ADD COLUMN IF NOT EXISTS term integer, "
         "ADD COLUMN IF NOT EXISTS max_weight real, ADD COLUMN IF NOT EXISTS floor_weight real",
         POSTINGS,
-        "ALTER TABLE kgpt_chunks ALTER COLUMN sentence_vectors SET STORAGE EXTERNAL",
+        SENTENCE_STORAGE,
         "INSERT INTO kgpt_schema_version (version) VALUES (2) ON CONFLICT DO NOTHING",
     ],
 }
