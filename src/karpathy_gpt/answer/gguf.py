@@ -24,7 +24,7 @@ import ctypes
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import aclosing
 from pathlib import Path
 
@@ -80,7 +80,7 @@ class GGUFAnswerer(Answerer):
             slots=1, queue=queue, what=self.name, setting=f"KGPT_GGUF_QUEUE={queue}"
         )
         self._engine = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gguf")
-        self._jobs = 0  # submitted and not yet finished
+        self._last_job: Future | None = None  # jobs run in order: done when all are done
         self._cancel: threading.Event | None = None  # the running job's flag
 
         def abort(_data: ctypes.c_void_p) -> bool:
@@ -99,19 +99,13 @@ class GGUFAnswerer(Answerer):
     @property
     def generating(self) -> bool:
         """Whether the model thread has a job (running or queued behind the running one)."""
-        return self._jobs > 0
+        return self._last_job is not None and not self._last_job.done()
 
     def admit(self) -> Ticket:
         return self.admission.admit()
 
-    async def stream(
-        self, retrieval: Retrieval, history: Sequence[Message] = ()
-    ) -> AsyncIterator[str]:
-        async with aclosing(
-            self._generate(chat_messages(retrieval, history), self.max_tokens)
-        ) as tokens:
-            async for token in tokens:
-                yield token
+    def stream(self, retrieval: Retrieval, history: Sequence[Message] = ()) -> AsyncIterator[str]:
+        return self._generate(chat_messages(retrieval, history), self.max_tokens)
 
     async def rewrite(self, question: str, history: Sequence[Message]) -> str | None:
         """The follow-up made standalone, or None if the model is busy past the time allowed.
@@ -135,9 +129,7 @@ class GGUFAnswerer(Answerer):
         def put(item: object) -> None:
             _call_soon(loop, tokens.put_nowait, item)
 
-        self._jobs += 1
-        job = self._engine.submit(self._run, messages, max_tokens, cancel, put)
-        job.add_done_callback(lambda _: _call_soon(loop, self._job_done))
+        self._last_job = self._engine.submit(self._run, messages, max_tokens, cancel, put)
         try:
             while True:
                 item = await tokens.get()
@@ -148,9 +140,6 @@ class GGUFAnswerer(Answerer):
                 yield item
         finally:
             cancel.set()  # no await here: a cancelled task must not wait for the thread
-
-    def _job_done(self) -> None:
-        self._jobs -= 1
 
     def _run(
         self,
