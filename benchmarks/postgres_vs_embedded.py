@@ -33,7 +33,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import start  # noqa: E402
+from servers import Server, start  # noqa: E402
 
 from karpathy_gpt.chunking import chunk_lecture
 from karpathy_gpt.config import Settings
@@ -135,28 +135,23 @@ def measure(
 ) -> tuple[int, dict[str, list[float]]]:
     """Seconds per /karpathy-docs request of one fresh server per store, all running at once
     and asked in turn (the order flipped every round), so both see the same machine load."""
-    servers = {}
+    servers: dict[str, Server] = {}
     try:
-        for n, (name, env) in enumerate(envs.items()):
-            port = 8061 + n
-            servers[name] = (
-                start(name, ["karpathy_app:app"], env, work / f"{name}.log", port=port).proc,
-                port,
-            )
+        for name, env in envs.items():
+            servers[name] = start(name, ["karpathy_app:app"], env, work / f"{name}.log")
         times: dict[str, list[float]] = {name: [] for name in envs}
         with httpx.Client(timeout=120) as client:
             chunks = {
-                client.get(f"http://127.0.0.1:{port}/healthz").json()["chunks"]
-                for _, port in servers.values()
+                client.get(server.url + "/healthz").json()["chunks"] for server in servers.values()
             }
             assert len(chunks) == 1, f"the stores hold different indexes: {chunks}"
             for i in range(requests + 5):  # the first five of each are warm-up
                 question = questions[i % len(questions)] + "?" * (i // len(questions))
                 order = list(servers.items())
-                for name, (_, port) in order if i % 2 else order[::-1]:
+                for name, server in order if i % 2 else order[::-1]:
                     started = time.perf_counter()
                     response = client.post(
-                        f"http://127.0.0.1:{port}/karpathy-docs", data={"question": question}
+                        server.url + "/karpathy-docs", data={"question": question}
                     )
                     response.read()
                     if i >= 5:
@@ -164,9 +159,8 @@ def measure(
                     assert response.status_code == 200 and "data:" in response.text
         return chunks.pop(), times
     finally:
-        for proc, _ in servers.values():
-            proc.terminate()
-            proc.wait(30)
+        for server in servers.values():
+            server.stop()
 
 
 def search_times(

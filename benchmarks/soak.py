@@ -233,12 +233,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--index-dir", default=str(REPO / ".kgpt" / "index"))
-    parser.add_argument("--port", type=int, default=8047)
+    parser.add_argument("--port", type=int, default=None, help="default: a free one")
     parser.add_argument("--log", default="/tmp/kgpt-soak-server.log")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--trace-memory", action="store_true")
     args = parser.parse_args()
-    url = f"http://127.0.0.1:{args.port}"
     settings = dict(item.split("=", 1) for item in args.env)
     traced = None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KGPT_", "OPENAI_"))}
@@ -251,7 +250,7 @@ def main() -> None:
         )
     else:
         server = start("soak", ["karpathy_app:app"], env, Path(args.log), port=args.port)
-    proc = server.proc
+    proc, url = server.proc, server.url
     load = os.getloadavg()
     try:
         pool = questions()
@@ -264,8 +263,7 @@ def main() -> None:
             snapshot(proc, traced, "after the load")
         after = idle_latencies(url, pool)
     finally:
-        proc.terminate()
-        proc.wait(30)
+        server.stop()
     if settings:
         print("server settings: " + " ".join(f"{k}={v}" for k, v in settings.items()))
     print(report(result, before, after, args.seconds, args.clients))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,11 +19,9 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import start  # noqa: E402
+from servers import Server, start  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-PORT = 8044
-URL = f"http://127.0.0.1:{PORT}"
 QUESTIONS = [
     "What is makemore",
     "Why do we use batch normalization?",
@@ -33,16 +30,9 @@ QUESTIONS = [
 ]
 
 
-def started(env: dict[str, str], name: str) -> tuple[subprocess.Popen, float]:
-    server = start(
-        name,
-        ["karpathy_app:app"],
-        env,
-        Path(tempfile.gettempdir()) / f"kgpt-startup-{name}.log",
-        port=PORT,
-        timeout=300,
-    )
-    return server.proc, server.start_s
+def started(env: dict[str, str], name: str) -> Server:
+    log = Path(tempfile.gettempdir()) / f"kgpt-startup-{name}.log"
+    return start(name, ["karpathy_app:app"], env, log, timeout=300)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -61,32 +51,32 @@ def main() -> None:
         "KGPT_QUERY_CACHE_SIZE": "0",
     }
     shutil.rmtree(args.index_dir, ignore_errors=True)
-    proc, cold = started(env, "cold")
-    proc.terminate()
-    proc.wait()
-    proc, warm = started(env, "warm")
+    server = started(env, "cold")
+    cold = server.start_s
+    server.stop()
+    server = started(env, "warm")
+    warm, url = server.start_s, server.url
     try:
         client = httpx.Client(timeout=30)
         for q in QUESTIONS:
-            client.post(URL + "/karpathy-docs", data={"question": q}).read()
+            client.post(url + "/karpathy-docs", data={"question": q}).read()
         docs, first_token = [], []
         for i in range(100):
             question = QUESTIONS[i % 4] + "?" * (i // 4)  # distinct questions
             t = time.perf_counter()
-            client.post(URL + "/karpathy-docs", data={"question": question}).read()
+            client.post(url + "/karpathy-docs", data={"question": question}).read()
             docs.append(time.perf_counter() - t)
         for i in range(40):
             question = QUESTIONS[i % 4] + "?" * (i // 4)
             t = time.perf_counter()
             first = None
-            with client.stream("POST", URL + "/karpathy-stream", data={"question": question}) as r:
+            with client.stream("POST", url + "/karpathy-stream", data={"question": question}) as r:
                 for line in r.iter_lines():
                     if first is None and line.startswith("data:"):
                         first = time.perf_counter() - t
             first_token.append(first)
     finally:
-        proc.terminate()
-        proc.wait()
+        server.stop()
     print(f"cold start (index build + model): {cold:.1f} s; warm start to /healthz: {warm:.2f} s")
     print(
         f"/karpathy-docs sequential, n=100: p50 {percentile(docs, 0.5):.1f} ms, "
