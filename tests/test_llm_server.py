@@ -36,6 +36,7 @@ from conftest import (
 
 from karpathy_gpt.answer import AnswerError
 from karpathy_gpt.answer.openai import OpenAIAnswerer
+from karpathy_gpt.conversation import combined_query, retrieval_query
 from karpathy_gpt.retrieval import Retrieval
 
 SECRET = f"sk-kgpt-test-{secrets.token_hex(8)}"
@@ -225,6 +226,15 @@ def test_rewrite_condenses_a_follow_up_and_gives_up_quietly_when_it_cannot(llama
     standalone = asyncio.run(rewrite(live))
     assert isinstance(standalone, str) and standalone.strip()
     assert "\n" not in standalone and len(standalone) <= 500
+
+    async def query(answerer: OpenAIAnswerer) -> str:  # what retrieval searches for
+        try:
+            return await retrieval_query(answerer, "How is it trained?", history, 60)
+        finally:
+            await answerer.aclose()
+
+    again = OpenAIAnswerer(MODEL, SECRET, llama.url + "/v1", rewrite_timeout=60)
+    assert asyncio.run(query(again)) == standalone.strip()[:60]  # temperature 0: same reply
     alone = OpenAIAnswerer(MODEL, SECRET, llama.url + "/v1")
     assert asyncio.run(alone.rewrite("What is a bigram?", [])) == "What is a bigram?"
 
@@ -232,6 +242,8 @@ def test_rewrite_condenses_a_follow_up_and_gives_up_quietly_when_it_cannot(llama
     started = time.monotonic()
     assert asyncio.run(rewrite(dead)) is None
     assert time.monotonic() - started < 5
+    gone = OpenAIAnswerer(MODEL, SECRET, f"http://127.0.0.1:{free_port()}/v1")
+    assert asyncio.run(query(gone)) == combined_query("How is it trained?", history, 60)
 
     stop = llama.keep_busy()
     try:
