@@ -12,6 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+#: How the embedding model runs (embedding.py); each gives its vectors their own index.
+EmbeddingBackend = Literal["onnx", "onnx-int8", "torch"]
+
+
 class Settings(BaseSettings):
     """Every knob the service has; each field is documented in the README's configuration table."""
 
@@ -25,7 +29,7 @@ class Settings(BaseSettings):
     database_timeout: float = Field(30.0, gt=0, le=600)
 
     # onnx | onnx-int8 | torch: see embedding.py; each backend's vectors get their own index.
-    embedding_backend: Literal["onnx", "onnx-int8", "torch"] = "onnx"
+    embedding_backend: EmbeddingBackend = "onnx"
     model_dir: Path = REPO_ROOT / ".kgpt" / "models"  # the ONNX exports, made once per machine
 
     chunk_size: int = Field(800, ge=100, le=5000)

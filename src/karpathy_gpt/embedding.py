@@ -27,19 +27,17 @@ from collections.abc import Callable, Iterator, Sequence  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import TYPE_CHECKING  # noqa: E402
+from typing import get_args  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from .config import EmbeddingBackend, Settings  # noqa: E402
 from .onnx_export import EXPORT_VERSION, model_dir, onnx_model  # noqa: E402
-
-if TYPE_CHECKING:
-    from .config import Settings
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DIMENSIONS = 384
 MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
-BACKENDS = ("onnx", "onnx-int8", "torch")
+BACKENDS = get_args(EmbeddingBackend)
 
 
 def model_name(backend: str) -> str:
