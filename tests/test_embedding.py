@@ -12,6 +12,9 @@ from karpathy_gpt.onnx_export import ExportError, onnx_model
 
 TEXTS = [
     "What is makemore?",
+    "What is micrograd?",
+    "The loss goes down.",
+    "The loss went up.",
     "Why do we use batch normalization, and what does it do at test time?",
     "so the gradient flows backward through the tanh and we get the derivative of the loss",
     "  hi  ",
@@ -40,14 +43,19 @@ def test_int8_vectors_stay_close_to_the_float_ones(vectors):
 
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
 def test_a_text_gets_the_same_vector_alone_or_in_any_batch(backend):
-    """int8 activations are scaled per input tensor: batched, a vector would follow its company."""
+    """float32 runs texts of one length together, int8 one at a time (its activations are scaled
+    per input tensor): either way a vector never follows its company."""
     embedder = Embedder(backend=backend)
+    lengths = embedder._engine.lengths(TEXTS)
+    assert len(set(lengths)) < len(lengths)  # some texts share a pass in float32
     alone = np.vstack([embedder.embed_one(t) for t in TEXTS])
     reordered = embedder.embed(TEXTS[::-1], batch_size=2)[::-1]
     with embedder.threads(2):
         parallel = embedder.embed(TEXTS * 3, batch_size=1)[: len(TEXTS)]
+    together = embedder.embed(TEXTS * 4, batch_size=64)
     assert np.array_equal(alone, reordered)
     assert np.array_equal(alone, parallel)
+    assert np.array_equal(np.vstack([alone] * 4), together)
 
 
 def test_each_backend_has_its_own_model_name_and_index_key():
