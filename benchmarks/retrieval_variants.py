@@ -172,6 +172,12 @@ class Bench:
         centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
         return (centroids @ self.vectors[q])[[ids.index(i) for i in self.lectures]]
 
+    def rocchio(self, q: int, feedback: list[int], beta: float) -> np.ndarray:
+        """Dense scores of the question moved towards the mean of its first results (pseudo-
+        relevance feedback)."""
+        moved = self.vectors[q] + beta * self.embeddings[feedback].mean(0)
+        return self.embeddings @ (moved / np.linalg.norm(moved))
+
     def without_neighbours(self, order: list[int]) -> list[int]:
         """Drop a chunk when the chunk before or after it (they overlap) is already listed."""
         kept, listed = [], set()
@@ -283,6 +289,10 @@ def variants(b: Bench) -> dict[str, Callable[[int], list[int] | list[Chunk]]]:
             [top(b.dense(q) + beta * b.lecture_prior(q)), bm25(q)],
             [3, 1],
             b.dense(q) + beta * b.lecture_prior(q),
+        )
+    for m, beta in ((5, 0.6), (10, 0.6), (10, 1.0)):
+        out[f"rrf dense x3, rocchio top {m} x{beta}"] = lambda q, m=m, beta=beta: fuse(
+            [top(d := b.rocchio(q, out["served"](q)[:m], beta)), bm25(q)], [3, 1], d
         )
     out["rrf, neighbours dropped"] = lambda q: b.without_neighbours(rrf(q))
     out["rrf dense x3, neighbours dropped"] = lambda q: b.without_neighbours(rrf(q, 3))
