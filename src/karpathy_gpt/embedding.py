@@ -54,7 +54,7 @@ class OnnxEngine:
     float32: texts of the same number of word pieces run together, up to ``PASS_TOKENS`` (the
     model's own limit) a pass. With no padding every row is computed as it would be alone (the
     same bits: tests/test_embedding.py), and short texts stop paying a whole pass each: cold
-    ingest of the corpus 62 s -> 54 s, memory as before (1,024 a pass: 51 s, +80 MB).
+    ingest of the corpus 64 s -> 52 s (1,024 a pass: 51 s, but +80 MB at peak).
 
     int8: one text per pass, because its activations are quantised with one scale per input
     tensor: in a batch, a text's vector would depend on its neighbours by up to ~1% of cosine,
@@ -80,12 +80,8 @@ class OnnxEngine:
         self._tokenizer = tokenizer
         self._pass_tokens = 1 if quantized else self.PASS_TOKENS
 
-    def lengths(self, texts: Sequence[str]) -> list[int]:
-        """Word pieces of each text: bulk embedding orders texts by this."""
-        return [len(ids) for ids in self._word_pieces(texts)]
-
     def encode(self, texts: list[str]) -> np.ndarray:
-        pieces = self._word_pieces(texts)
+        pieces = self.word_pieces(texts)
         by_length: dict[int, list[int]] = {}
         for n, ids in enumerate(pieces):
             by_length.setdefault(len(ids), []).append(n)
@@ -97,7 +93,7 @@ class OnnxEngine:
                 vectors[part] = self._run(np.array([pieces[n] for n in part], dtype=np.int64))
         return vectors
 
-    def _word_pieces(self, texts: Sequence[str]) -> list[list[int]]:
+    def word_pieces(self, texts: Sequence[str]) -> list[list[int]]:
         # sentence-transformers strips each text before tokenising; so do we.
         return [e.ids for e in self._tokenizer.encode_batch([t.strip() for t in texts])]
 
@@ -125,9 +121,6 @@ class TorchEngine:
         self.torch = torch
         self._model = SentenceTransformer(str(model_dir()), device="cpu", local_files_only=True)
         self._lock = threading.Lock()  # concurrent callers queue here
-
-    def lengths(self, texts: Sequence[str]) -> list[int]:
-        return [len(t) for t in texts]
 
     def encode(self, texts: list[str]) -> np.ndarray:
         with self._lock, self.torch.inference_mode():
@@ -177,14 +170,14 @@ class Embedder:
     def embed(
         self,
         texts: Sequence[str],
-        batch_size: int = 32,
+        batch_size: int = 128,
         progress: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
         # Batches of similar length waste little (torch: padding; ONNX: passes of one length);
         # the result is put back in order.
-        order = np.argsort(self._engine.lengths(texts), kind="stable")
+        order = np.argsort([len(t) for t in texts], kind="stable")
         batches = [
             [texts[i] for i in order[start : start + batch_size]]
             for start in range(0, len(texts), batch_size)
