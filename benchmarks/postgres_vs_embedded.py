@@ -6,7 +6,7 @@ resampled (uniformly, with replacement) from the real transcripts, chunked by th
 Embedding 100k chunks with MiniLM on two busy cores would take hours (the script measures the
 rate on a sample and prints the estimate), so the sentences are embedded once (they are the real
 corpus's sentences, already in its index) and each synthetic chunk's vector is the normalised
-mean of its sentences' vectors; sentence vectors, text, BM25 and the full-text index are exact.
+mean of its sentences' vectors; sentence vectors, text, and BM25 postings are exact.
 Each row also says how far the stores agree at that size (see ``agreement``). Means of random
 sentences' vectors crowd together more than real chunk vectors do (a question's cosines to them
 spread less), which makes HNSW's approximate search miss more: a pessimistic case for recall.
@@ -41,7 +41,6 @@ from karpathy_gpt.corpus import corpus_fingerprint, load_corpus
 from karpathy_gpt.embedding import Embedder
 from karpathy_gpt.evaluation import DEFAULT_QUESTIONS, load_questions
 from karpathy_gpt.indexing import index_key, open_index
-from karpathy_gpt.lexical import tokenize
 from karpathy_gpt.store.local import CANDIDATES, LocalStore
 from karpathy_gpt.store.postgres import PostgresStore
 from karpathy_gpt.text import normalise, sentence_spans
@@ -192,14 +191,13 @@ def agreement(
         want = [h.chunk.metadata for h in index.search(query, vector, 3)]
         got = [h.chunk.metadata for h in store.search(query, vector, 3)]
         slots += sum(a == b for a, b in zip(want, got, strict=True))
-        tokens = [t for t in tokenize([query])[0] if t in index.bm25.vocab_dict]
-        scores = index.bm25.get_scores(tokens) if tokens else np.zeros(len(index))
+        scores = index.lexical_scores(query)
         best = np.sort(scores[scores > 0])[::-1][:CANDIDATES]
-        lexical = store.lexical_scores(query)
+        lexical = store.lexical_top(query)
         stored = [score for _, score in lexical]
         bm25_same += len(stored) == len(best) and np.allclose(stored, best, rtol=1e-6)
         dense, similarities = index.dense_ranking(vector, CANDIDATES)
-        recalled += len(set(dense) & set(store.dense_ranking(vector)))
+        recalled += len(set(dense) & set(store.hnsw_top(vector)))
         fused = index.fuse(dense, [ordinal for ordinal, _ in lexical], similarities, 3)
         exact_dense_slots += sum(a == h.chunk.metadata for a, h in zip(want, fused, strict=True))
     return {

@@ -210,22 +210,30 @@ def test_postings_bounds_are_each_terms_largest_and_nth_largest_weights():
         assert postings.chunk_counts()[term] == len(held)
         assert postings.max_weights()[term] == held[0]
         assert floors[term] == (held[1] if len(held) >= 2 else 0), lexeme
-    assert list(postings.terms()) == [
-        t for t in range(len(postings.lexemes)) for _ in range(postings.chunk_counts()[t])
-    ]
+    # Each stored (term, chunk, weight) row is bm25s's score of that chunk for that word alone.
+    rows = zip(postings.terms(), postings.chunks, postings.weights, strict=True)
+    for term, chunk, weight in rows:
+        assert weight == index.bm25.get_scores([postings.lexemes[term]])[chunk]
 
 
-def test_a_version_in_an_older_search_format_is_published_again(database_url, embedder, tmp_path):
+@pytest.mark.parametrize(
+    "field, older",
+    [("search_format", "2"), ("floor_depth", "10")],  # an older release; MaxScore floors too high
+)
+def test_a_version_in_an_older_search_format_is_published_again(
+    database_url, embedder, tmp_path, field, older
+):
     corpus = small_corpus(tmp_path / "corpus", SENTENCES)
     settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", database_url=database_url)
     open_index(settings, embedder).close()
     first = versions(database_url)
-    with psycopg.connect(database_url) as conn:  # as an older release wrote it
-        conn.execute("UPDATE kgpt_versions SET meta = jsonb_set(meta, '{search_format}', '2')")
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE kgpt_versions SET meta = jsonb_set(meta, %s, %s)", [[field], older])
     store = open_index(settings, embedder)
     try:
         assert versions(database_url) == first + [first[-1] + 1]
-        assert store.active_version().meta["search_format"] == SEARCH_FORMAT
+        meta = store.active_version().meta
+        assert (meta["search_format"], meta["floor_depth"]) == (SEARCH_FORMAT, CANDIDATES)
     finally:
         store.close()
 
@@ -254,8 +262,10 @@ def test_public_questions_top3_agree_with_embedded_store(database_url, embedder,
 
 # How much of SEARCH's MaxScore a query used: terms left optional, chunks completed beyond the
 # leaders (the two shortcuts whose bounds must hold for the top N to be exact).
-PRUNING = RANKINGS + (
-    "SELECT (SELECT count(*) FROM split WHERE optional), (SELECT count(*) FROM contenders)"
+LEXICAL_AND_PRUNING = RANKINGS + (
+    "SELECT (SELECT array_agg(ordinal ORDER BY rank) FROM lexical),"
+    " (SELECT array_agg(score ORDER BY rank) FROM lexical),"
+    " (SELECT count(*) FROM split WHERE optional), (SELECT count(*) FROM contenders)"
 )
 
 
@@ -281,16 +291,14 @@ def test_bm25_top_n_is_the_embedded_stores_on_the_real_corpus(database_url, embe
         used = Counter()
         for leaders in (CANDIDATES, 2 * CANDIDATES):  # fewer leaders: more contenders
             for query in map(normalise, queries):
-                tokens = [t for t in tokenize([query])[0] if t in local.bm25.vocab_dict]
-                scores = local.bm25.get_scores(tokens) if tokens else np.zeros(len(local))
+                scores = local.lexical_scores(query)
                 want = np.sort(scores[scores > 0])[::-1][:CANDIDATES]
                 params = {**search_params(query, np.zeros(384, np.float32), 1), "leaders": leaders}
                 with store.pool.connection() as conn:
-                    got = conn.execute(RANKINGS + "SELECT ordinal, score FROM lexical", params)
-                    got = got.fetchall()
-                    optional, contenders = conn.execute(PRUNING, params).fetchone()
-                np.testing.assert_allclose([s for _, s in got], want, rtol=1e-6, err_msg=query)
-                np.testing.assert_allclose([scores[o] for o, _ in got], want, rtol=1e-6)
+                    row = conn.execute(LEXICAL_AND_PRUNING, params).fetchone()
+                ordinals, got, optional, contenders = row[0] or [], row[1] or [], row[2], row[3]
+                np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=query)
+                np.testing.assert_allclose(scores[ordinals], want, rtol=1e-6)
                 used["optional"] += optional > 0
                 used["contenders"] += contenders > 0
         assert used["optional"] > 200 and used["contenders"] > 150, used

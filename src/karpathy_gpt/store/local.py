@@ -74,11 +74,15 @@ class LocalStore:
         top = np.argpartition(-similarities, n - 1)[:n]
         return top[np.argsort(-similarities[top])].tolist(), similarities
 
-    def lexical_ranking(self, query: str, n: int) -> list[int]:
+    def lexical_scores(self, query: str) -> np.ndarray:
+        """Every chunk's BM25 score for ``query`` (zeros when none of its words is indexed)."""
         tokens = [t for t in tokenize([query])[0] if t in self._vocab]
         if not tokens:
-            return []
-        scores = self.bm25.get_scores(tokens)
+            return np.zeros(len(self.chunks), dtype=np.float32)
+        return self.bm25.get_scores(tokens)
+
+    def lexical_ranking(self, query: str, n: int) -> list[int]:
+        scores = self.lexical_scores(query)
         n = min(n, len(scores))
         top = np.argpartition(-scores, n - 1)[:n]
         return [int(i) for i in top[np.argsort(-scores[top])] if scores[i] > 0]

@@ -65,6 +65,10 @@ HNSW_EF_SEARCH = 100  # > CANDIDATES, so the dense top-N is (near) exact
 SEARCH_FORMAT = 3
 # The best partial scores scored exactly first, to raise the bar the other chunks must clear.
 LEADERS = 2 * CANDIDATES
+# Each term's floor weight is its CANDIDATES-th largest (Postings.floor_weights): a version whose
+# floors were taken at another depth would prune wrongly, so it is published again. Versions
+# written before the depth was recorded took it at 50.
+UNRECORDED_FLOOR_DEPTH = 50
 # Memory a search may hash its partial scores in (~100 bytes a chunk holding an essential term,
 # so ~300k chunks) before it spills them to disk; taken only when a query needs it.
 SEARCH_WORK_MEM = "32MB"
@@ -232,7 +236,7 @@ fused AS (
     ) ranks
     GROUP BY ordinal
 )
-SELECT c.version_id, c.text, c.metadata, c.sentence_vectors, f.score::float8,
+SELECT c.text, c.metadata, c.sentence_vectors, f.score::float8,
        1 - (c.embedding <=> %(vector)s) AS similarity
 FROM fused f
 JOIN kgpt_chunks c ON c.version_id = (SELECT id FROM active) AND c.ordinal = f.ordinal
@@ -296,7 +300,6 @@ class PostgresStore:
 
     def __init__(self, url: str, *, pool_size: int = 4, timeout: float = 30.0):
         self.url = url
-        self.last_version: int | None = None  # the version the last search read
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=int(timeout)) as conn:
                 _create_schema(conn)
@@ -339,6 +342,7 @@ class PostgresStore:
             version is not None
             and version.index_key == key
             and version.meta.get("search_format") == SEARCH_FORMAT
+            and version.meta.get("floor_depth", UNRECORDED_FLOOR_DEPTH) == CANDIDATES
         )
 
     def active_version(self) -> Version | None:
@@ -350,8 +354,6 @@ class PostgresStore:
 
     def search(self, query: str, vector: np.ndarray, k: int) -> list[Hit]:
         rows = self._read(SEARCH, search_params(query, vector, k))
-        if rows:
-            self.last_version = rows[0][0]
         return [
             Hit(
                 chunk=Chunk(text=text, metadata=metadata),
@@ -359,15 +361,15 @@ class PostgresStore:
                 similarity=float(similarity),
                 sentence_vectors=_matrix(sentence_vectors),
             )
-            for _, text, metadata, sentence_vectors, score, similarity in rows
+            for text, metadata, sentence_vectors, score, similarity in rows
         ]
 
-    def lexical_scores(self, query: str) -> list[tuple[int, float]]:
+    def lexical_top(self, query: str) -> list[tuple[int, float]]:
         """The active version's BM25 top-N, best first: (chunk ordinal, score) pairs."""
         params = search_params(query, np.zeros(DIMENSIONS, dtype=np.float32), 1)
         return [(ordinal, score) for ordinal, score in self._read(LEXICAL, params)]
 
-    def dense_ranking(self, vector: np.ndarray) -> list[int]:
+    def hnsw_top(self, vector: np.ndarray) -> list[int]:
         """The active version's dense top-N (HNSW), nearest first: chunk ordinals."""
         return [row[0] for row in self._read(DENSE, search_params("", vector, 1))]
 
@@ -433,7 +435,7 @@ class Writer:
             steps[name] = time.perf_counter() - begun
 
         postings = Postings.from_bm25(index.bm25)
-        meta = {**meta, "search_format": SEARCH_FORMAT}
+        meta = {**meta, "search_format": SEARCH_FORMAT, "floor_depth": CANDIDATES}
         with self.conn.transaction():
             version_id = self.conn.execute(
                 "INSERT INTO kgpt_versions (index_key, meta, chunks) VALUES (%s, %s, %s) "
