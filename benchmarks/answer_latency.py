@@ -32,10 +32,9 @@ import httpx
 from httpx_sse import EventSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import Server, start  # noqa: E402
+from servers import REPO, Server, percentile_ms, start  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the embedding model comes from its wheel
-REPO = Path(__file__).resolve().parents[1]
 QUESTIONS = REPO.parent / "shared" / "eval" / "questions.jsonl"
 
 
@@ -81,11 +80,6 @@ def bare_stream(llm, messages: list[dict], max_tokens: int) -> tuple[float, list
 
 def rate(times: list[float]) -> float:
     return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def gguf_vs_engine(args, env, questions: list[str]) -> None:
@@ -191,8 +185,9 @@ def extractive(args, env, questions: list[str]) -> None:
         ("/karpathy-stream first token (extractive)", stream_ttft),
         ("/karpathy-docs first passage (retrieval only, the peer)", docs_ttft),
     ):
-        print(f"| {label} | {pct(values, 0.5) * 1000:.1f} ms | {pct(values, 0.9) * 1000:.1f} ms |")
-    ratio = pct(stream_ttft, 0.5) / pct(docs_ttft, 0.5)
+        p50, p90 = percentile_ms(values, 0.5), percentile_ms(values, 0.9)
+        print(f"| {label} | {p50:.1f} ms | {p90:.1f} ms |")
+    ratio = percentile_ms(stream_ttft, 0.5) / percentile_ms(docs_ttft, 0.5)
     print(f"\np50 ratio stream / docs: {ratio:.2f}x")
 
 

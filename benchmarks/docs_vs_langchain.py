@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import REPO, VENV_BIN, Server, start  # noqa: E402
+from servers import REPO, VENV_BIN, Server, percentile_ms, start  # noqa: E402
 
 QUESTIONS_FILE = REPO.parent / "shared" / "eval" / "questions.jsonl"
 EXTRA_QUESTIONS = [
@@ -56,11 +56,6 @@ def questions() -> list[str]:
 def distinct(n: int, offset: int = 0) -> list[str]:
     base = questions()
     return [f"{base[i % len(base)]} ({offset + i})" for i in range(n)]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
 
 
 def ask(client: httpx.Client, server: Server, question: str) -> float:
@@ -119,8 +114,8 @@ async def load(server: Server, clients: int, total: int, seconds: float, qs: lis
         "errors": errors,
         "seconds": elapsed,
         "rps": len(latencies) / elapsed,
-        "p50": percentile(latencies, 0.5),
-        "p99": percentile(latencies, 0.99),
+        "p50": percentile_ms(latencies, 0.5),
+        "p99": percentile_ms(latencies, 0.99),
         "client_cpu_share": client_cpu / elapsed,
     }
 
@@ -191,8 +186,8 @@ def main() -> None:
 
     names = [s.name for s in servers]
     n = len(seq["ours"])
-    row(f"sequential p50 (n={n})", [percentile(seq[x], 0.5) for x in names], "ms")
-    row(f"sequential p99 (n={n})", [percentile(seq[x], 0.99) for x in names], "ms")
+    row(f"sequential p50 (n={n})", [percentile_ms(seq[x], 0.5) for x in names], "ms")
+    row(f"sequential p99 (n={n})", [percentile_ms(seq[x], 0.99) for x in names], "ms")
     row("sequential mean", [statistics.mean(seq[x]) * 1000 for x in names], "ms")
     c = args.clients
     row(f"{c} clients: throughput", [loads[x]["rps"] for x in names], "req/s")

@@ -33,7 +33,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import Server, start  # noqa: E402
+from servers import REPO, Server, start  # noqa: E402
 
 from karpathy_gpt.chunking import chunk_lecture
 from karpathy_gpt.config import Settings
@@ -45,7 +45,6 @@ from karpathy_gpt.store.local import CANDIDATES, LocalStore
 from karpathy_gpt.store.postgres import PostgresStore
 from karpathy_gpt.text import normalise, sentence_spans
 
-REPO = Path(__file__).resolve().parents[1]
 LECTURE_CHARS = 400_000  # one synthetic lecture: ~500 chunks
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from docs_vs_langchain import distinct, percentile  # noqa: E402
-from servers import REPO, Server, start  # noqa: E402
+from docs_vs_langchain import distinct  # noqa: E402
+from servers import REPO, Server, percentile_ms, start  # noqa: E402
 
 STAGES = ("embed", "dense", "lexical", "fuse", "serialise")
 
@@ -77,7 +77,7 @@ def child(config: str, n: int, index_dir: str, url: str) -> dict[str, float]:
                 strict=True,
             ):
                 times[stage].append(b - a)
-    return {stage: percentile(values, 0.5) for stage, values in times.items()}
+    return {stage: percentile_ms(values, 0.5) for stage, values in times.items()}
 
 
 def serve(config: str, index_dir: str, before: str) -> Server:

@@ -80,3 +80,11 @@ def start(
         time.sleep(0.02)
     proc.kill()
     raise TimeoutError(f"{name} not ready in {timeout:.0f} s: {log.read_text()[-3000:]}")
+
+
+def percentile_ms(values: list[float], fraction: float) -> float:
+    """The ``fraction`` quantile of ``values`` (seconds), nearest rank, in milliseconds."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] * 1000

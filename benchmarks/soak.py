@@ -37,9 +37,8 @@ import httpx
 from httpx_sse import EventSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import start  # noqa: E402
+from servers import REPO, percentile_ms, start  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 EVAL = REPO.parent / "shared" / "eval" / "questions.jsonl"
 TAILS = ["", " please", " in the lectures", " exactly", " briefly", " and why", " for a beginner"]
 FALLBACK_QUESTIONS = ["What is makemore", "Why do we use batch normalization?", "What is tanh?"]
@@ -95,13 +94,6 @@ def memory_mb(pid: int) -> dict[str, float]:
 
 def rss_mb(pid: int) -> float:
     return memory_mb(pid)["VmRSS"]
-
-
-def percentile_ms(values: list[float], fraction: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))] * 1000
 
 
 async def one_request(client: httpx.AsyncClient, kind: str, body: dict, t0: float) -> Sample:

@@ -19,9 +19,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import Server, start  # noqa: E402
+from servers import Server, percentile_ms, start  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 QUESTIONS = [
     "What is makemore",
     "Why do we use batch normalization?",
@@ -33,10 +32,6 @@ QUESTIONS = [
 def started(env: dict[str, str], name: str) -> Server:
     log = Path(tempfile.gettempdir()) / f"kgpt-startup-{name}.log"
     return start(name, ["karpathy_app:app"], env, log, timeout=300)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    return sorted(values)[int(fraction * (len(values) - 1))] * 1000
 
 
 def main() -> None:
@@ -79,12 +74,13 @@ def main() -> None:
         server.stop()
     print(f"cold start (index build + model): {cold:.1f} s; warm start to /healthz: {warm:.2f} s")
     print(
-        f"/karpathy-docs sequential, n=100: p50 {percentile(docs, 0.5):.1f} ms, "
-        f"p99 {percentile(docs, 0.99):.1f} ms"
+        f"/karpathy-docs sequential, n=100: p50 {percentile_ms(docs, 0.5):.1f} ms, "
+        f"p99 {percentile_ms(docs, 0.99):.1f} ms"
     )
     print(
         f"/karpathy-stream extractive time to first token, n=40: "
-        f"p50 {percentile(first_token, 0.5):.1f} ms, p99 {percentile(first_token, 0.99):.1f} ms"
+        f"p50 {percentile_ms(first_token, 0.5):.1f} ms, "
+        f"p99 {percentile_ms(first_token, 0.99):.1f} ms"
     )
 
 
