@@ -216,6 +216,7 @@ class LlamaServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        log_path.write_text("")  # this server's log; restarts append to it
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:

@@ -25,8 +25,13 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def vectors() -> dict[str, np.ndarray]:
-    return {backend: Embedder(backend=backend).embed(TEXTS) for backend in BACKENDS}
+def embedders() -> dict[str, Embedder]:
+    return {backend: Embedder(backend=backend) for backend in BACKENDS}
+
+
+@pytest.fixture(scope="module")
+def vectors(embedders) -> dict[str, np.ndarray]:
+    return {backend: embedder.embed(TEXTS) for backend, embedder in embedders.items()}
 
 
 def test_onnx_float32_reproduces_the_torch_vectors(vectors):
@@ -42,10 +47,10 @@ def test_int8_vectors_stay_close_to_the_float_ones(vectors):
 
 
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
-def test_a_text_gets_the_same_vector_alone_or_in_any_batch(backend):
+def test_a_text_gets_the_same_vector_alone_or_in_any_batch(embedders, backend):
     """float32 runs texts of one length together, int8 one at a time (its activations are scaled
     per input tensor): either way a vector never follows its company."""
-    embedder = Embedder(backend=backend)
+    embedder = embedders[backend]
     lengths = [len(ids) for ids in embedder._engine.word_pieces(TEXTS)]
     assert len(set(lengths)) < len(lengths)  # some texts share a pass in float32
     alone = np.vstack([embedder.embed_one(t) for t in TEXTS])

@@ -17,7 +17,7 @@ import pytest
 from conftest import LlamaServer, Server, base_env
 from httpx_sse import EventSource
 
-LONG_QUESTION = (
+DETAILED_QUESTION = (
     "Explain in great detail, step by step, how backpropagation computes every gradient of "
     "a neural network, and then explain it again for a bigram language model"
 )
@@ -66,7 +66,7 @@ def test_sigterm_mid_answer_refuses_new_connections_and_ends_the_stream(
     with (
         httpx.Client(timeout=60) as client,
         client.stream(
-            "POST", srv.url + "/karpathy-stream", data={"question": LONG_QUESTION}
+            "POST", srv.url + "/karpathy-stream", data={"question": DETAILED_QUESTION}
         ) as response,
     ):
         assert response.status_code == 200

@@ -31,7 +31,7 @@ from typing import get_args  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from .config import EmbeddingBackend, Settings  # noqa: E402
+from .config import EmbeddingBackend, Settings, get_settings  # noqa: E402
 from .onnx_export import EXPORT_VERSION, model_dir, onnx_model  # noqa: E402
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -145,8 +145,6 @@ class Embedder:
         """``threads``: compute threads of one forward pass (ONNX default 1; torch: torch's).
         ``backend`` and ``cache_dir`` (where ONNX exports are kept) default to the settings."""
         if backend is None or cache_dir is None:
-            from .config import get_settings
-
             settings = get_settings()
             backend = backend or settings.embedding_backend
             cache_dir = cache_dir or settings.model_dir
