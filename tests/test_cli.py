@@ -45,6 +45,18 @@ def test_eval_on_the_public_questions(server, index_dir):
     assert figures["hit@3"] >= 13
     assert figures["hit@1"] >= 12
     assert figures["mrr@10"] >= 0.8
+    # One public label accepts a lecture that never says "cross entropy" (lecture 02 teaches
+    # the negative log likelihood without the name), so that lecture can never be a hit.
+    assert [(p["question"], p["lecture"]) for p in figures["label_problems"]] == [
+        ("How does cross entropy relate to negative log likelihood?", "02")
+    ]
+
+
+def test_eval_warns_of_labels_no_passage_can_satisfy(server, index_dir):
+    result = run_cli("eval", index_dir=index_dir)
+    assert result.returncode == 0, result.stderr
+    assert "accepts lecture 02, but no passage of it matches the evidence" in result.stderr
+    assert "hit@1 " in result.stdout
 
 
 def test_eval_on_the_development_questions(server, index_dir):
@@ -66,6 +78,7 @@ def test_eval_on_the_development_questions(server, index_dir):
     assert figures["hit@1"] >= 28
     assert figures["hit@3"] >= 32
     assert figures["mrr@10"] >= 0.86
+    assert figures["label_problems"] == []
 
 
 def test_ingest_reports_an_unusable_corpus_clearly(tmp_path):

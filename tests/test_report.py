@@ -12,7 +12,8 @@ import pytest
 from conftest import REPO, free_port
 from timed_corpus import write_timed_corpus
 
-from karpathy_gpt.evaluation import rouge_l_recall
+from karpathy_gpt.chunking import Chunk
+from karpathy_gpt.evaluation import Labelled, label_problems, rouge_l_recall
 
 QUESTIONS = [
     {
@@ -41,6 +42,19 @@ def test_rouge_l_recall_counts_reference_words_in_order():
     assert rouge_l_recall("sat the cat", "the cat sat") == pytest.approx(2 / 3)
     assert rouge_l_recall("nothing alike", "the cat sat") == 0.0
     assert rouge_l_recall("anything", "") == 0.0
+
+
+def test_label_problems_name_lectures_no_passage_can_satisfy():
+    chunks = [
+        Chunk("the bigram model looks at one character", {"id": "02"}),
+        Chunk("cross entropy is the negative log likelihood", {"id": "03"}),
+    ]
+    satisfiable = Labelled("q1", ["02", "03"], re.compile("bigram|cross.entropy", re.I))
+    evidence_missing = Labelled("q2", ["02", "03"], re.compile("cross.entropy", re.I))
+    lecture_missing = Labelled("q3", ["03", "09"], re.compile("entropy", re.I))
+    problems = label_problems([satisfiable, evidence_missing, lecture_missing], chunks)
+    assert [(p.question, p.lecture) for p in problems] == [("q2", "02"), ("q3", "09")]
+    assert "/cross.entropy/" in problems[0].reason and problems[1].reason == "not in the corpus"
 
 
 def test_eval_report_writes_markdown_and_plots(tmp_path):

@@ -7,12 +7,15 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from .config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from .evaluation import Labelled, LabelProblem
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
@@ -191,6 +194,7 @@ def evaluate_cmd(
         )
         return
     scores = evaluate(Retriever(open_index(settings, embedder, console=err), embedder), labelled)
+    problems = _label_problems(settings, labelled)
     if as_json:
         console.print_json(
             json.dumps(
@@ -200,10 +204,17 @@ def evaluate_cmd(
                     "hit@3": scores.hit_at_3,
                     "mrr@10": round(scores.mrr_at_10, 4),
                     "ranks": scores.ranks,
+                    "label_problems": [vars(p) for p in problems],
                 }
             )
         )
         return
+    for p in problems:
+        err.print(
+            f"[yellow]label:[/] {p.question!r} accepts lecture {p.lecture}, but {p.reason}, "
+            "so that lecture can never count as a hit: widen the evidence or drop the lecture.",
+            soft_wrap=True,
+        )
     for q, rank in zip(labelled, scores.ranks, strict=True):
         mark = "[green]✓[/]" if rank and rank <= 3 else "[red]✗[/]"
         console.print(f"{mark} rank {rank or '-':>2}  {q.question}")
@@ -211,6 +222,25 @@ def evaluate_cmd(
         f"\nhit@1 {scores.hit_at_1}/{scores.total}   hit@3 {scores.hit_at_3}/{scores.total}   "
         f"MRR@10 {scores.mrr_at_10:.3f}"
     )
+
+
+def _label_problems(settings: Settings, labelled: list[Labelled]) -> list[LabelProblem]:
+    """The labels' unreachable lectures, checked against the corpus's passages (none without
+    a corpus: a Postgres-only process has no transcripts to read)."""
+    from .chunking import chunk_lecture
+    from .corpus import CorpusError, load_corpus
+    from .evaluation import label_problems
+
+    try:
+        lectures = load_corpus(settings.resolved_corpus_dir())
+    except CorpusError:
+        return []
+    chunks = [
+        c
+        for lecture in lectures
+        for c in chunk_lecture(lecture, settings.chunk_size, settings.chunk_overlap)
+    ]
+    return label_problems(labelled, chunks)
 
 
 def _write_report(settings, embedder, labelled, questions, test_set, chunk_sizes, out) -> None:

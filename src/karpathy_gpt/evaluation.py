@@ -3,6 +3,8 @@
 A labelled question lists the lectures that answer it and an evidence regex; a retrieved passage
 is a hit when it comes from one of those lectures and its text matches the regex. Answers are
 checked for holding that evidence, and scored against reference answers by ROUGE-L recall.
+Labels are checked too: an accepted lecture none of whose passages matches the evidence (or
+that the corpus lacks) can never count as a hit, whatever the ranking.
 """
 
 from __future__ import annotations
@@ -61,6 +63,35 @@ def load_questions(path: Path) -> list[Labelled]:
                 )
             )
     return out
+
+
+@dataclass
+class LabelProblem:
+    question: str
+    lecture: str
+    reason: str
+
+
+def label_problems(questions: list[Labelled], chunks: list[Chunk]) -> list[LabelProblem]:
+    """Accepted lectures that no passage can satisfy: missing from the corpus, or none of their
+    passages matches the question's evidence regex."""
+    by_lecture: dict[str, list[Chunk]] = {}
+    for chunk in chunks:
+        by_lecture.setdefault(chunk.metadata["id"], []).append(chunk)
+    problems = []
+    for q in questions:
+        for lecture in q.lectures:
+            if lecture not in by_lecture:
+                problems.append(LabelProblem(q.question, lecture, "not in the corpus"))
+            elif not any(q.evidence.search(c.text) for c in by_lecture[lecture]):
+                problems.append(
+                    LabelProblem(
+                        q.question,
+                        lecture,
+                        f"no passage of it matches the evidence /{q.evidence.pattern}/",
+                    )
+                )
+    return problems
 
 
 def first_hit_rank(question: Labelled, hits: list[Hit] | list[Chunk]) -> int | None:
