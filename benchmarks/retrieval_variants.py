@@ -90,20 +90,49 @@ def tokens(texts: list[str], stopwords: list[str]) -> list[list[str]]:
     )
 
 
+def adjacent_pairs(words: list[str]) -> list[str]:
+    return [f"{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
+
+
 class Lexical:
-    """BM25 (as served: bm25s, k1 1.5, b 0.75) plus idf-weighted query-term coverage."""
+    """BM25 (as served: bm25s, k1 1.5, b 0.75) plus idf-weighted query-term coverage, BM25 over
+    adjacent word pairs (term dependence) and RM3 feedback."""
 
     def __init__(self, searchable: list[str], sentences: list[list[str]], stopwords: list[str]):
         self.stopwords = stopwords
-        docs = tokens(searchable, stopwords)
+        self.docs = tokens(searchable, stopwords)
         self.bm25 = bm25s.BM25()
-        self.bm25.index(docs, show_progress=False)
+        self.bm25.index(self.docs, show_progress=False)
         self.vocab = self.bm25.vocab_dict
-        self.sets = [set(d) for d in docs]
-        df = Counter(t for s in self.sets for t in s)
-        n = len(docs)
-        self.idf = {t: float(np.log(1 + (n - d + 0.5) / (d + 0.5))) for t, d in df.items()}
+        self.pairs = bm25s.BM25()
+        self.pairs.index([adjacent_pairs(d) for d in self.docs], show_progress=False)
+        self.sets = [set(d) for d in self.docs]
+        self.df = Counter(t for s in self.sets for t in s)
+        n = len(self.docs)
+        self.idf = {t: float(np.log(1 + (n - d + 0.5) / (d + 0.5))) for t, d in self.df.items()}
         self.sentence_sets = [[set(t) for t in tokens(s, stopwords)] for s in sentences]
+
+    def with_pairs(self, question: str, weight: float) -> np.ndarray:
+        """BM25 plus ``weight`` x BM25 of the question's adjacent word pairs as single terms
+        (the ordered-bigram part of Metzler and Croft's sequential dependence model)."""
+        asked = adjacent_pairs(tokens([question], self.stopwords)[0])
+        pairs = [p for p in asked if p in self.pairs.vocab_dict]
+        extra = self.pairs.get_scores(pairs) if pairs else 0.0
+        return self.scores(question) + weight * extra
+
+    def rm3(self, question: str, feedback: int, terms: int, weight: float) -> np.ndarray:
+        """RM3: BM25 mixed with the BM25 of the ``terms`` words that weigh most in the first
+        ``feedback`` results (frequency share x their score x idf), rescaled to its range."""
+        first = self.scores(question)
+        asked = set(self.query(question))
+        weights: Counter[str] = Counter()
+        for i in top(first, feedback, positive=True):
+            for term, count in Counter(self.docs[i]).items():
+                weights[term] += count / len(self.docs[i]) * first[i] * self.idf[term]
+        added = [t for t, _ in weights.most_common() if t not in asked][:terms]
+        expanded = self.bm25.get_scores(added) if added else np.zeros(len(first))
+        scale = first.max() / max(expanded.max(), 1e-9)
+        return (1 - weight) * first + weight * scale * expanded
 
     def query(self, question: str) -> list[str]:
         return [t for t in tokens([question], self.stopwords)[0] if t in self.vocab]
@@ -294,6 +323,16 @@ def variants(b: Bench) -> dict[str, Callable[[int], list[int] | list[Chunk]]]:
         out[f"rrf dense x3, rocchio top {m} x{beta}"] = lambda q, m=m, beta=beta: fuse(
             [top(d := b.rocchio(q, out["served"](q)[:m], beta)), bm25(q)], [3, 1], d
         )
+    for weight in (0.5, 1.0):
+        out[f"rrf dense x3, bm25 + word pairs x{weight}"] = lambda q, weight=weight: rrf(
+            q, 3, top(b.lexical.with_pairs(b.queries[q], weight), positive=True)
+        )
+
+    def rm3(q: int, m: int, n: int, weight: float) -> list[int]:
+        return rrf(q, 3, top(b.lexical.rm3(b.queries[q], m, n, weight), positive=True))
+
+    for m, n, w in ((5, 10, 0.3), (10, 20, 0.5)):
+        out[f"rrf dense x3, rm3 top {m}, {n} words x{w}"] = lambda q, m=m, n=n, w=w: rm3(q, m, n, w)
     out["rrf, neighbours dropped"] = lambda q: b.without_neighbours(rrf(q))
     out["rrf dense x3, neighbours dropped"] = lambda q: b.without_neighbours(rrf(q, 3))
     for balance in (0.5, 0.7):
