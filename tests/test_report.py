@@ -31,7 +31,7 @@ QUESTIONS = [
     {
         "question": "What do queries and keys do in self attention?",
         "reference_answer": "The dot product of a query with the keys says how much attention.",
-        "lectures": ["03"],
+        "lectures": ["03", "09"],  # the corpus has no lecture 09: a label problem
         "evidence": "quer",
     },
 ]
@@ -119,6 +119,10 @@ def test_eval_report_writes_markdown_and_plots(tmp_path):
     assert all(int(h1) <= int(h3) for *_, h1, h3, _ in rows)
     # Three lectures, three clearly worded questions: hybrid finds each one's lecture first.
     assert ("200", "hybrid", "3", "3", "1.000") in rows
+
+    labels = report.split("### Labels")[1].split("## Answers")[0]
+    assert "| What do queries and keys do in self attention? | 09 | not in the corpus |" in labels
+    assert labels.count("| not in the corpus |") == 1
 
     assert re.search(r"\*\*\d/3\*\* answers to the labelled questions", report)
     side_by_side = report.split("### Test set")[1]

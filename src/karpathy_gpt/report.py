@@ -1,6 +1,7 @@
 """``karpathy-gpt eval --report DIR``: a Markdown report with PNG plots of how well it works.
 
-- retrieval: hit@1, hit@3 and MRR@10 of dense, BM25 and hybrid ranking at a few chunk sizes;
+- retrieval: hit@1, hit@3 and MRR@10 of dense, BM25 and hybrid ranking at a few chunk sizes,
+  and the labels' accepted lectures that no passage can satisfy;
 - answers: the share of the active answerer's answers that hold their evidence, and each
   test-set answer beside its reference with its ROUGE-L recall;
 - provenance: the commit and the settings that produced the figures.
@@ -27,8 +28,10 @@ from .embedding_cache import EmbeddingCache
 from .evaluation import (
     MODES,
     Labelled,
+    LabelProblem,
     Scores,
     first_hit_rank,
+    label_problems,
     ranked_chunks,
     rouge_l_recall,
     score_ranks,
@@ -55,6 +58,7 @@ class Report:
     test_set: list[AnswerRow]
     provenance: dict[str, str]
     answerer: str
+    label_problems: list[LabelProblem]
 
     @property
     def evidence_share(self) -> float:
@@ -133,6 +137,7 @@ def measure(
         tested,
         provenance(settings, served.key, answerer.name, embedder.name),
         answerer.name,
+        label_problems(questions, served.store.chunks),
     )
 
 
@@ -211,6 +216,20 @@ def write(report: Report, out_dir: Path, questions_path: Path, test_set_path: Pa
                 f"| {size} | {mode} | {s.hit_at_1}/{s.total} | {s.hit_at_3}/{s.total} | "
                 f"{s.mrr_at_10:.3f} |"
             )
+    lines += ["", "### Labels", ""]
+    if report.label_problems:
+        lines += [
+            "These accepted lectures can never count as a hit, whatever the ranking:",
+            "",
+            "| question | lecture | why |",
+            "|---|---|---|",
+            *(
+                f"| {_cell(p.question)} | {p.lecture} | {_cell(p.reason)} |"
+                for p in report.label_problems
+            ),
+        ]
+    else:
+        lines.append("Every accepted lecture has a passage that matches its question's evidence.")
     held = sum(bool(r.evidence_held) for r in report.labelled)
     lines += [
         "",
