@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import REPO, Server, start  # noqa: E402
 
-from karpathy_gpt.chunking import chunk_lecture
+from karpathy_gpt.chunking import chunk_lectures
 from karpathy_gpt.config import Settings
 from karpathy_gpt.corpus import corpus_fingerprint, load_corpus
 from karpathy_gpt.embedding import Embedder
@@ -101,11 +101,7 @@ def compose_index(
     """The synthetic corpus's index with composed chunk vectors; returns it and how many
     sentences were not in the table (cut differently by the splitter) and had to be embedded."""
     lectures = load_corpus(settings.resolved_corpus_dir())
-    chunks = [
-        c
-        for lecture in lectures
-        for c in chunk_lecture(lecture, settings.chunk_size, settings.chunk_overlap)
-    ]
+    chunks = chunk_lectures(lectures, settings.chunk_size, settings.chunk_overlap)
     chunk_sentences = [[normalise(c.text[s:e]) for s, e in sentence_spans(c.text)] for c in chunks]
     missing = sorted({s for ss in chunk_sentences for s in ss if s not in table})
     if missing:

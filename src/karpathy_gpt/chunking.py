@@ -66,3 +66,8 @@ def chunk_lecture(lecture: Lecture, size: int, overlap: int) -> list[Chunk]:
             metadata["link"] = lecture.link_at(times[0])
         chunks.append(Chunk(text=lecture.text[start:end], metadata=metadata))
     return chunks
+
+
+def chunk_lectures(lectures: list[Lecture], size: int, overlap: int) -> list[Chunk]:
+    """Every lecture's chunks, lecture after lecture: the index's rows, in order."""
+    return [c for lecture in lectures for c in chunk_lecture(lecture, size, overlap)]

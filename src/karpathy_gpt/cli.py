@@ -227,7 +227,7 @@ def evaluate_cmd(
 def _label_problems(settings: Settings, labelled: list[Labelled]) -> list[LabelProblem]:
     """The labels' unreachable lectures, checked against the corpus's passages (none without
     a corpus: a Postgres-only process has no transcripts to read)."""
-    from .chunking import chunk_lecture
+    from .chunking import chunk_lectures
     from .corpus import CorpusError, load_corpus
     from .evaluation import label_problems
 
@@ -235,11 +235,7 @@ def _label_problems(settings: Settings, labelled: list[Labelled]) -> list[LabelP
         lectures = load_corpus(settings.resolved_corpus_dir())
     except CorpusError:
         return []
-    chunks = [
-        c
-        for lecture in lectures
-        for c in chunk_lecture(lecture, settings.chunk_size, settings.chunk_overlap)
-    ]
+    chunks = chunk_lectures(lectures, settings.chunk_size, settings.chunk_overlap)
     return label_problems(labelled, chunks)
 
 

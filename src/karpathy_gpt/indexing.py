@@ -20,7 +20,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .chunking import chunk_lecture
+from .chunking import chunk_lectures
 from .config import Settings
 from .corpus import Lecture, corpus_fingerprint, load_corpus, read_corpus
 from .embedding import DIMENSIONS, Embedder, model_name
@@ -182,11 +182,7 @@ def build_store(
     """An in-memory index of ``lectures``; only texts missing from ``cache`` are embedded."""
     if cache is None:  # (an empty cache is falsy: it has a length)
         cache = EmbeddingCache.empty(embedder.name)
-    chunks = [
-        c
-        for lecture in lectures
-        for c in chunk_lecture(lecture, settings.chunk_size, settings.chunk_overlap)
-    ]
+    chunks = chunk_lectures(lectures, settings.chunk_size, settings.chunk_overlap)
     searchable = [normalise(c.text) for c in chunks]
     # The extractive answerer scores sentences; overlapping chunks share some, embedded once.
     chunk_sentences = [[normalise(c.text[s:e]) for s, e in sentence_spans(c.text)] for c in chunks]
