@@ -43,7 +43,7 @@ from ..conversation import bound_history, retrieval_query
 from ..logs import redact
 from ..retrieval import Retrieval
 from ..store import Hit
-from .requests import has_lone_surrogates, read_capped
+from .requests import has_lone_surrogates, json_body, read_capped
 from .service import Service, get_service
 from .streaming import SHUTTING_DOWN_MESSAGE, event_stream
 
@@ -230,10 +230,13 @@ CHAT_BODY = {
 async def read_chat(request: Request) -> ChatRequest:
     body = await read_capped(request, MAX_CHAT_BODY_BYTES)
     try:
-        data = json.loads(body.decode("utf-8"))
+        data = json_body(body)
+    except ValueError as exc:
+        raise ChatError(400, f"the {exc}") from exc
+    try:
         unpaired = has_lone_surrogates(json.dumps(data, ensure_ascii=False))
-    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, too deep, a huge number
-        raise ChatError(400, f"the body is not valid UTF-8 JSON: {exc}") from exc
+    except RecursionError as exc:  # loads takes some depths that dumps does not
+        raise ChatError(400, "the JSON body is nested too deeply") from exc
     if unpaired:  # "\ud800" is valid JSON, but no text: the tokenizer and UTF-8 refuse it
         raise ChatError(400, "the body is not valid Unicode: it holds a lone surrogate (\\ud800)")
     if not isinstance(data, dict):

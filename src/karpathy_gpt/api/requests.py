@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import re
 from typing import Literal
+from urllib.parse import parse_qsl
 
 from fastapi import HTTPException, Request
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_FORM_FIELDS = 1000  # Starlette's own default
 WHOLE_NUMBER = re.compile(r"\s*[+-]?[0-9]{1,9}\s*")  # ASCII digits: int() takes "²" and "٣" too
 
 
@@ -49,13 +51,15 @@ async def read_ask(request: Request, default_k: int, max_chars: int) -> Ask:
     fields: dict[str, object]
     if content_type == "application/json":
         try:
-            data = json.loads(body.decode("utf-8"))
-        except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5,000-digit number
-            raise _unprocessable(f"body is not valid UTF-8 JSON: {exc}") from exc
+            data = json_body(body)
+        except ValueError as exc:
+            raise _unprocessable(str(exc)) from exc
         if not isinstance(data, dict):
             raise _unprocessable('JSON body must be an object like {"question": "..."}')
         fields = data
-    elif content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
+    elif content_type == "application/x-www-form-urlencoded":
+        fields = _urlencoded_fields(body)
+    elif content_type == "multipart/form-data":
         try:
             form = await request.form()
         except HTTPException:
@@ -67,6 +71,8 @@ async def read_ask(request: Request, default_k: int, max_chars: int) -> Ask:
             value = form.get(name)
             if isinstance(value, UploadFile):
                 raise _unprocessable(f"form field {name!r} must be text, not a file")
+            if value is not None and _read_as_latin1(value, body):
+                raise _unprocessable(f"form field {name!r} is not valid UTF-8")
             if value is not None:
                 fields[name] = value
     elif not body:
@@ -102,6 +108,56 @@ async def read_ask(request: Request, default_k: int, max_chars: int) -> Ask:
     if fmt not in ("json", "text"):
         raise _unprocessable("format must be 'json' or 'text'")
     return Ask(question=question, k=k, format=fmt)
+
+
+def json_body(body: bytes) -> object:
+    """``body`` parsed as JSON, or ValueError saying what is wrong with it."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"body is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON body is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"body is not valid JSON: {exc}") from None
+    except ValueError:  # Python's cap on the digits of an integer (4,300)
+        raise ValueError("JSON body holds a number with too many digits") from None
+
+
+def _urlencoded_fields(body: bytes) -> dict[str, object]:
+    """The fields of a urlencoded body, read as UTF-8, raw or percent-escaped (Starlette reads raw
+    bytes as Latin-1, so ``curl -d "question=café"`` would arrive as "cafÃ©")."""
+    try:
+        pairs = parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            errors="strict",
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except UnicodeDecodeError as exc:
+        raise _unprocessable("form body is not valid UTF-8") from exc
+    except ValueError as exc:
+        raise HTTPException(400, detail=f"form body has over {MAX_FORM_FIELDS} fields") from exc
+    fields: dict[str, object] = {}
+    for name, value in pairs:
+        fields.setdefault(name, value)  # the first of a repeated field, as Starlette's form.get
+    return fields
+
+
+def _read_as_latin1(value: str, body: bytes) -> bool:
+    """Whether Starlette decoded this multipart field as Latin-1, its fallback for a part that is
+    not UTF-8: then the value's Latin-1 bytes are not UTF-8 and are the part's bytes in the body.
+    (A part decoded as UTF-8 has other bytes, or characters Latin-1 lacks.)"""
+    try:
+        raw = value.encode("latin-1")
+        raw.decode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    except UnicodeDecodeError:
+        return raw in body
+    return False
 
 
 def has_lone_surrogates(text: str) -> bool:
