@@ -127,6 +127,14 @@ def test_cors_preflight_allows_the_authorization_header_without_a_token(guarded)
     )
     assert refused.status_code == 400
     assert "access-control-allow-origin" not in refused.headers
+    assert "KGPT_CORS_ORIGINS" in refused.json()["detail"]
+    assert preflight.json() == {"status": "ok"}
+    wrong_method = httpx.options(
+        guarded.url + "/karpathy-stream",
+        headers={"Origin": ORIGIN, "Access-Control-Request-Method": "DELETE"},
+    )
+    assert wrong_method.status_code == 400
+    assert wrong_method.json() == {"detail": "Disallowed CORS method"}
 
 
 def test_cors_headers_on_authorized_answers_and_on_401s(guarded):

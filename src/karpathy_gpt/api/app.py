@@ -12,7 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from .. import __version__
 from ..answer import AnswerBusy
@@ -58,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added last, so outermost: preflights are answered before auth, and 401s carry CORS headers.
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     app.add_middleware(
-        CORSMiddleware,
+        JSONCORSMiddleware,
         allow_origins=origins,
         allow_methods=["GET", "POST", "OPTIONS"],
         allow_headers=["*"],
@@ -115,6 +117,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.api_key_list():
         describe_bearer_auth(app)
     return app
+
+
+class JSONCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, with its preflight answers in JSON like every other response."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        plain = super().preflight_response(request_headers)
+        headers = {
+            k: v for k, v in plain.headers.items() if k not in ("content-length", "content-type")
+        }
+        if plain.status_code == 200:
+            return JSONResponse({"status": "ok"}, headers=headers)
+        detail = bytes(plain.body).decode()  # "Disallowed CORS origin, method"
+        if "origin" in detail:
+            detail += f" ({request_headers['origin']!r} is not one of KGPT_CORS_ORIGINS)"
+        return JSONResponse({"detail": detail}, status_code=plain.status_code, headers=headers)
 
 
 def _plain(exc: RequestValidationError) -> str:
