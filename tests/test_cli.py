@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import REPO, SHARED, VENV_BIN, base_env
+import pytest
+from conftest import REPO, SHARED, VENV_BIN, base_env, free_port
 
 
 def run_cli(*args: str, index_dir) -> subprocess.CompletedProcess:
@@ -27,6 +28,14 @@ def test_ask_prints_the_answer_and_its_sources(server, index_dir):
     assert "makemore" in answer.lower()
     lines = [line for line in sources.splitlines() if line.startswith("[")]
     assert len(lines) == 3 and all("https://youtu.be/" in line for line in lines)
+
+
+@pytest.mark.parametrize("question", ["", "   ", "why " * 600])
+def test_ask_refuses_what_the_api_refuses(tmp_path, question):
+    result = run_cli("ask", question, index_dir=tmp_path / "index")
+    assert result.returncode == 2
+    assert "KGPT_MAX_QUESTION_CHARS" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "index").exists()  # refused before any index is built
 
 
 def test_eval_on_the_public_questions(server, index_dir):
@@ -79,6 +88,26 @@ def test_eval_on_the_development_questions(server, index_dir):
     assert figures["hit@3"] >= 32
     assert figures["mrr@10"] >= 0.86
     assert figures["label_problems"] == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [("KGPT_CHUNK_SIZE=abc", "KGPT_CHUNK_SIZE='abc'"), ("KGPT_ANSWERER=bogus", "KGPT_ANSWERER")],
+)
+def test_a_bad_setting_is_one_line_naming_it_not_a_traceback(tmp_path, setting, named):
+    name, value = setting.split("=")
+    env = base_env(KGPT_INDEX_DIR=str(tmp_path / "index"), **{name: value})
+    commands = [
+        [str(VENV_BIN / "uvicorn"), "karpathy_app:app", "--port", str(free_port())],
+        [str(VENV_BIN / "karpathy-gpt"), "serve", "--port", str(free_port())],
+        [str(VENV_BIN / "karpathy-gpt"), "ask", "What is makemore?"],
+    ]
+    for command in commands:
+        result = subprocess.run(
+            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode != 0, command
+        assert named in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
 def test_ingest_reports_an_unusable_corpus_clearly(tmp_path):

@@ -23,7 +23,15 @@ err = Console(stderr=True)
 
 
 def _settings(corpus: Path | None) -> Settings:
-    settings = get_settings()
+    """The settings, or a one-line error naming the variable that cannot work, and exit 2."""
+    from .answer import choose_answerer
+
+    try:
+        settings = get_settings()
+        choose_answerer(settings)  # KGPT_ANSWERER unknown
+    except ValueError as exc:  # SettingsError included
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from exc
     if corpus is not None:
         settings = settings.model_copy(update={"corpus_dir": corpus})
     return settings
@@ -102,6 +110,8 @@ def serve(
     """Serve the API (builds the index first if it is missing)."""
     import uvicorn
 
+    _settings(None)  # checked here, so the workers' app factory cannot fail on them
+
     # The factory (not karpathy_app.py) so it runs from any working directory. On SIGTERM open
     # answer streams end themselves within seconds (api/streaming.py); anything else still
     # open after the timeout is cut, so a stuck client cannot hold a deploy up.
@@ -125,8 +135,18 @@ def ask(
     from .answer import AnswerError
     from .api.service import Service
 
+    settings = _settings(corpus)
+    question = question.strip()  # the API's rules (api/requests.py)
+    if not question or len(question) > settings.max_question_chars:
+        problem = "is empty" if not question else f"is {len(question)} characters"
+        err.print(
+            f"[red]error:[/] the question {problem}; ask one of 1 to "
+            f"{settings.max_question_chars} characters (KGPT_MAX_QUESTION_CHARS)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
     logging.disable(logging.INFO)
-    service = Service.start(_settings(corpus))
+    service = Service.start(settings)
     retrieval = service.retriever.search(question, k)
 
     async def run() -> None:

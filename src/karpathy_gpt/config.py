@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -93,6 +93,24 @@ class Settings(BaseSettings):
         return self.corpus_dir.expanduser().resolve()
 
 
+class SettingsError(ValueError):
+    """The environment holds settings that cannot be used; the message names each variable."""
+
+
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(describe_invalid(exc)) from None
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """``KGPT_CHUNK_SIZE='abc': Input should be a valid integer; ...`` for each invalid value."""
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        variable = field if field.isupper() else f"KGPT_{field.upper()}"  # aliases: OPENAI_*
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{variable}={error.get('input')!r}: {message}")
+    return "invalid setting(s): " + "; ".join(problems)

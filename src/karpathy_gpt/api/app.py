@@ -17,8 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from .. import __version__
-from ..answer import AnswerBusy
-from ..config import Settings, get_settings
+from ..answer import AnswerBusy, choose_answerer
+from ..config import Settings, SettingsError, get_settings
 from ..logs import configure_logging
 from ..store.base import DatabaseError
 from . import legacy, openai_compat, page
@@ -29,7 +29,12 @@ log = logging.getLogger("karpathy_gpt")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app; SettingsError at once (not at startup) if the settings cannot work."""
     settings = settings or get_settings()
+    try:
+        choose_answerer(settings)
+    except ValueError as exc:  # KGPT_ANSWERER unknown
+        raise SettingsError(str(exc)) from None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
