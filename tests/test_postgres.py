@@ -661,7 +661,7 @@ def test_a_database_that_refuses_connections_is_a_503_then_recovers(
             assert docs.status_code == 503, docs.text
             assert "is the database up?" in docs.json()["detail"]
             assert docs.headers["Retry-After"]
-            assert time.monotonic() - started < 15
+            assert time.monotonic() - started < 3.5  # one 2 s wait for a connection, not two
             stream = httpx.post(server.url + "/karpathy-stream", data=question, timeout=30)
             assert stream.status_code == 503
             answer = httpx.post(server.url + "/v1/chat/completions", json=chat, timeout=30)

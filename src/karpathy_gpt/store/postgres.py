@@ -40,7 +40,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..chunking import Chunk
 from ..embedding import DIMENSIONS
@@ -374,7 +374,8 @@ class PostgresStore:
         return [row[0] for row in self._read(DENSE, search_params("", vector, 1))]
 
     def _read(self, query: str, params: dict | None = None) -> list[tuple]:
-        """Run a read-only statement; a connection lost mid-query is retried once on a new one."""
+        """Run a read-only statement; a connection lost mid-query is retried once on a new one
+        (not a wait for a connection that timed out)."""
         for attempt in (1, 2):
             try:
                 # One snapshot from parse to execution: the partitions planned for always
@@ -383,7 +384,8 @@ class PostgresStore:
                     cur.execute(query, params)
                     return cur.fetchall()
             except psycopg.OperationalError as exc:
-                if attempt == 2:
+                # PoolTimeout: no connection within KGPT_DATABASE_TIMEOUT; waiting again doubles it.
+                if attempt == 2 or isinstance(exc, PoolTimeout):
                     raise DatabaseError(
                         f"query failed on {redact(self.url)}: {exc}; is the database up?"
                     ) from exc
