@@ -182,6 +182,12 @@ def test_a_model_name_the_server_does_not_serve_is_a_clear_error(llama):
     assert "gpt-imaginary" in message and MODEL in message and "KGPT_LLM_MODEL" in message
 
 
+def test_a_base_url_without_its_v1_is_named_as_the_problem(llama):
+    message, _ = error_of(OpenAIAnswerer(MODEL, SECRET, llama.url, timeout=30))
+    assert "OPENAI_BASE_URL" in message and "/v1" in message
+    assert "KGPT_LLM_MODEL" not in message  # the model is served: the path is what is wrong
+
+
 def test_a_refused_key_is_a_clear_error_and_no_key_is_shown_or_logged(llama, caplog):
     wrong = f"sk-wrong-{secrets.token_hex(8)}"
     caplog.set_level(logging.DEBUG)
@@ -195,7 +201,7 @@ def test_an_unreachable_base_url_fails_fast_after_a_bounded_retry():
     dead = f"http://127.0.0.1:{free_port()}/v1"
     message, took = error_of(OpenAIAnswerer(MODEL, SECRET, dead, timeout=30, retries=2))
     assert message.startswith(f"cannot reach {dead}: connection refused")
-    assert "OPENAI_BASE_URL" in message
+    assert "OPENAI_BASE_URL" in message and "KGPT_ANSWERER=extractive" in message
     assert 0.7 < took < 10  # two retries, 0.25 s and 0.5 s apart, then the error
 
 

@@ -49,6 +49,7 @@ class OpenAIAnswerer(Answerer):
         self.rewrite_timeout = rewrite_timeout
         self.base_url = (base_url or "https://api.openai.com/v1").rstrip("/")
         self._model_checked = False
+        self._models_missing = False  # the server answered /models with 404
         self.client = openai.AsyncOpenAI(
             api_key=api_key or "not-needed",
             base_url=self.base_url,
@@ -118,6 +119,7 @@ class OpenAIAnswerer(Answerer):
             raise
         except openai.OpenAIError as exc:
             log.info("%s lists no models (%s); not checking %r", self.base_url, exc, self.name)
+            self._models_missing = isinstance(exc, openai.NotFoundError)
             self._model_checked = True
             return
         served = [m.id for m in page.data]
@@ -137,11 +139,17 @@ class OpenAIAnswerer(Answerer):
             )
         if isinstance(exc, (openai.APIConnectionError, httpx.TransportError)):
             return AnswerError(
-                f"cannot reach {self.base_url}: {_describe(exc)}; "
-                "set OPENAI_BASE_URL or unset OPENAI_API_KEY"
+                f"cannot reach {self.base_url}: {_describe(exc)}; start the model server, "
+                "set OPENAI_BASE_URL to one that is up, or answer offline with "
+                "KGPT_ANSWERER=extractive"
             )
         if isinstance(exc, openai.AuthenticationError):
             return AnswerError(f"{self.base_url} refused the API key (401); check OPENAI_API_KEY")
+        if isinstance(exc, openai.NotFoundError) and self._models_missing:
+            return AnswerError(  # neither /models nor /chat/completions: the path is wrong
+                f"{self.base_url} has no /models or /chat/completions (404): OPENAI_BASE_URL "
+                "should end where those begin, usually in /v1 (http://localhost:8080/v1)"
+            )
         if isinstance(exc, openai.NotFoundError):
             return AnswerError(
                 f"{self.base_url} has no model {self.name!r} (404); set KGPT_LLM_MODEL"
