@@ -43,3 +43,26 @@ def test_a_sentence_that_repeats_a_chosen_one_is_passed_over(embedder):
     answer = ExtractiveAnswerer(max_sentences=2).compose(found)
     assert answer.count("continuing our implementation") == 1
     assert "Under the hood, makemore is a character-level language model. [3]" in answer
+
+
+def test_a_chosen_piece_of_an_unpunctuated_caption_run_keeps_the_words_cut_off_after_it(embedder):
+    """Auto-captions have no punctuation: a run is cut every ~300 characters and can leave a
+    word alone after the cut, which is never chosen by itself."""
+    words = (
+        "we call zero grad before every backward pass because backward adds into the grad "
+        "of every parameter so the gradients from the previous step would accumulate and "
+    )
+    ending = " and the loss will not go down properly during"
+    text = (words * 3)[: 299 - len(ending)] + ending + " training"  # the cut falls at 299
+    spans = sentence_spans(text)
+    assert [text[s:e] for s, e in spans][-1] == "training"  # the cut this is about
+    question = "Why do we zero the gradients before the backward pass?"
+    vector = embedder.embed_one(normalise(question))
+    hit = Hit(
+        chunk=Chunk(text, {"id": "01", "title": "micrograd"}),
+        score=1 / 61,
+        similarity=float(embedder.embed_one(normalise(text)) @ vector),
+        sentence_vectors=embedder.embed([normalise(text[s:e]) for s, e in spans]),
+    )
+    answer = ExtractiveAnswerer().compose(Retrieval(question, vector, [hit]))
+    assert answer.endswith("properly during training [1]"), answer

@@ -51,7 +51,11 @@ class _Sentence:
     position: int  # order within the passage
     text: str
     vector: np.ndarray  # the sentence's embedding, stored at ingest
+    span: tuple[int, int]  # where it is in the passage's text
     score: float = 0.0
+
+
+MIN_SENTENCE_CHARS = 20  # shorter is a fragment: never chosen alone
 
 
 class ExtractiveAnswerer(Answerer):
@@ -89,7 +93,7 @@ class ExtractiveAnswerer(Answerer):
         if not hits or max(h.similarity for h in hits) < self.min_similarity:
             return NOT_FOUND
         sentences = [
-            _Sentence(passage=p, position=n, text=hit.chunk.text[s:e], vector=vector)
+            _Sentence(p, n, hit.chunk.text[s:e], vector, (s, e))
             for p, hit in enumerate(hits)
             for n, ((s, e), vector) in enumerate(
                 zip(sentence_spans(hit.chunk.text), hit.sentence_vectors, strict=True)
@@ -97,11 +101,29 @@ class ExtractiveAnswerer(Answerer):
         ]
         self._score(retrieval, sentences)
         chosen = self._choose(sentences)
+        following = {(s.passage, s.position - 1): s for s in sentences}
         parts = []
         for passage in sorted({s.passage for s in chosen}):
-            texts = [clean(s.text) for s in chosen if s.passage == passage]
+            texts = [
+                clean(self._completed(s, following, hits[passage].chunk.text))
+                for s in chosen
+                if s.passage == passage
+            ]
             parts.append(" ".join(t for t in texts if t) + f" [{passage + 1}]")
         return " ".join(parts)
+
+    @staticmethod
+    def _completed(sentence: _Sentence, following: dict, passage: str) -> str:
+        """The sentence with the fragment after it, if it stops mid-phrase: a caption run with
+        no punctuation is cut every ~300 characters and can leave a word or two ("training")."""
+        after = following.get((sentence.passage, sentence.position))
+        if (
+            after is None
+            or sentence.text.rstrip().endswith((".", "!", "?"))
+            or len(clean(after.text)) >= MIN_SENTENCE_CHARS
+        ):
+            return sentence.text
+        return passage[sentence.span[0] : after.span[1]]
 
     def _score(self, retrieval: Retrieval, sentences: list[_Sentence]) -> None:
         similarity = np.vstack([s.vector for s in sentences]) @ retrieval.vector
@@ -130,7 +152,7 @@ class ExtractiveAnswerer(Answerer):
         length = 0
         for sentence in sorted(sentences, key=lambda s: -s.score):
             key = clean(sentence.text).lower()
-            if len(key) < 20 or key in seen:  # fragments and overlap duplicates say nothing new
+            if len(key) < MIN_SENTENCE_CHARS or key in seen:  # fragments, overlap duplicates
                 continue
             if chosen and length + len(sentence.text) > self.max_chars:
                 continue
