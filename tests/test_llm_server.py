@@ -176,6 +176,13 @@ def test_a_client_that_disconnects_stops_the_generation_on_the_model_server(kgpt
     assert after.last_event == "end" and after.tokens
 
 
+def test_the_openapi_schema_gives_this_servers_default_k(kgpt):
+    paths = httpx.get(kgpt.url + "/openapi.json").json()["paths"]
+    for path in ("/karpathy-stream", "/v1/chat/completions"):
+        content = paths[path]["post"]["requestBody"]["content"]["application/json"]
+        assert content["schema"]["properties"]["k"]["default"] == 1  # KGPT_DEFAULT_K
+
+
 def test_a_model_name_the_server_does_not_serve_is_a_clear_error(llama):
     answerer = OpenAIAnswerer("gpt-imaginary", SECRET, llama.url + "/v1", timeout=30)
     message, _ = error_of(answerer)

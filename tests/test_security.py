@@ -30,6 +30,7 @@ def guarded(index_dir, output_dir):
             KGPT_INDEX_DIR=str(index_dir),
             KGPT_API_KEYS=f" {KEYS[0]}, {KEYS[1]} ,",
             KGPT_CORS_ORIGINS=f"{ORIGIN},https://other.example.org",
+            KGPT_MAX_QUESTION_CHARS="500",
             OPENAI_API_KEY=OPENAI_KEY,
             OPENAI_BASE_URL=f"http://127.0.0.1:{free_port()}/v1",
         ),
@@ -101,6 +102,8 @@ def test_health_welcome_and_docs_stay_public(guarded):
     assert spec["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
     assert spec["paths"]["/karpathy-stream"]["post"]["security"] == [{"bearer": []}]
     assert "security" not in spec["paths"]["/healthz"]["get"]
+    form = spec["paths"]["/karpathy-docs"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert form["schema"]["properties"]["question"]["maxLength"] == 500  # this server's limit
     assert httpx.get(guarded.url + "/docs").status_code == 200
     # Public means read-only: a POST to a public path is not let through.
     assert httpx.post(guarded.url + "/healthz").status_code == 401

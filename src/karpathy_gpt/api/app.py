@@ -121,7 +121,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     page.mount_assets(app)
     if settings.api_key_list():
         describe_bearer_auth(app)
+    _document_limits(app, settings)
     return app
+
+
+def _document_limits(app: FastAPI, settings: Settings) -> None:
+    """The OpenAPI schema states this server's question limit and default k, not the built-in
+    ones (KGPT_MAX_QUESTION_CHARS, KGPT_DEFAULT_K)."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            for path in schema["paths"].values():
+                body = path.get("post", {}).get("requestBody", {})
+                for content in body.get("content", {}).values():
+                    fields = content.get("schema", {}).get("properties", {})
+                    for name in ("question", "query"):
+                        if "maxLength" in fields.get(name, {}):
+                            fields[name]["maxLength"] = settings.max_question_chars
+                    if "default" in fields.get("k", {}):
+                        fields["k"]["default"] = settings.default_k
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 class JSONCORSMiddleware(CORSMiddleware):
