@@ -9,7 +9,16 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+
+def _project_root() -> Path:
+    """The source checkout this runs from (``pip install -e``, ``make install``); from an
+    installed wheel, which has no checkout, the working directory: the default paths below are
+    then relative to where the server is started, as the README's table reads."""
+    checkout = Path(__file__).resolve().parents[2]
+    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+
+
+REPO_ROOT = _project_root()
 
 
 #: How the embedding model runs (embedding.py); each gives its vectors their own index.
