@@ -93,6 +93,18 @@ def test_retry_after_follows_how_long_answers_held_their_slot():
     assert asyncio.run(run()) == 1  # ~10 ms answers: retry in a second, not the first guess
 
 
+def test_a_model_with_no_queue_is_busy_writing_not_busy_with_streams():
+    async def run() -> None:
+        model = Admission(1, queue=0, what="tiny.gguf", setting="KGPT_GGUF_QUEUE=0", writes=True)
+        async with model.admit():
+            with pytest.raises(AnswerBusy) as busy:
+                model.admit()
+        assert "tiny.gguf is busy: 1 answer(s) being written and 0 waiting" in str(busy.value)
+        assert "KGPT_GGUF_QUEUE=0" in str(busy.value)
+
+    asyncio.run(run())
+
+
 def test_unlimited_admits_everyone():
     before = UNLIMITED.admitted
     tickets = [UNLIMITED.admit() for _ in range(1000)]

@@ -48,16 +48,24 @@ FIRST_GUESS = 10.0
 
 class Admission:
     def __init__(
-        self, slots: int | None, queue: int = 0, what: str = "the model", setting: str = ""
+        self,
+        slots: int | None,
+        queue: int = 0,
+        what: str = "the model",
+        setting: str = "",
+        writes: bool = False,
     ):
         """``slots=None`` admits everyone; ``setting`` is the knob that sizes it, as it is set
-        (``KGPT_GGUF_QUEUE=4``), for the busy message."""
+        (``KGPT_GGUF_QUEUE=4``), for the busy message; ``writes``: its slots are answers being
+        written (a model's), which the busy message counts apart from those waiting, even with
+        no queue, rather than as streams open."""
         if slots is not None and slots < 1:
             raise ValueError(f"slots must be at least 1, or None for no limit (got {slots})")
         self.slots = slots
         self.queue = queue
         self.what = what
         self.setting = setting
+        self.writes = writes or queue > 0
         self._free = asyncio.Semaphore(slots) if slots is not None else None
         self._admitted = 0
         self._holding = 0
@@ -81,7 +89,7 @@ class Admission:
         if self.slots is not None and self._admitted >= self.slots + self.queue:
             retry = self.retry_after()
             limit = f" ({self.setting})" if self.setting else ""
-            if self.queue:
+            if self.writes:
                 held = f"{self.running} answer(s) being written and {self.waiting} waiting"
             else:
                 held = f"{self.admitted} answer stream(s) open"

@@ -77,7 +77,7 @@ class GGUFAnswerer(Answerer):
         self.max_tokens = max_tokens
         self.rewrite_timeout = rewrite_timeout
         self.admission = Admission(
-            slots=1, queue=queue, what=self.name, setting=f"KGPT_GGUF_QUEUE={queue}"
+            slots=1, queue=queue, what=self.name, setting=f"KGPT_GGUF_QUEUE={queue}", writes=True
         )
         self._engine = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gguf")
         self._last_job: Future | None = None  # jobs run in order: done when all are done
