@@ -92,7 +92,11 @@ def test_eval_on_the_development_questions(server, index_dir):
 
 @pytest.mark.parametrize(
     ("setting", "named"),
-    [("KGPT_CHUNK_SIZE=abc", "KGPT_CHUNK_SIZE='abc'"), ("KGPT_ANSWERER=bogus", "KGPT_ANSWERER")],
+    [
+        ("KGPT_CHUNK_SIZE=abc", "KGPT_CHUNK_SIZE='abc'"),
+        ("KGPT_ANSWERER=bogus", "KGPT_ANSWERER"),
+        ("KGPT_GGUF=/nonexistent/model.gguf", "no such file"),
+    ],
 )
 def test_a_bad_setting_is_one_line_naming_it_not_a_traceback(tmp_path, setting, named):
     name, value = setting.split("=")

@@ -22,13 +22,15 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _settings(corpus: Path | None) -> Settings:
-    """The settings, or a one-line error naming the variable that cannot work, and exit 2."""
-    from .answer import choose_answerer
+def _settings(corpus: Path | None, answering: bool = False) -> Settings:
+    """The settings (with ``answering``, the answerer's too, as far as they can be checked
+    before it starts), or a one-line error naming the variable that cannot work, and exit 2."""
+    from .answer import check_answerer
 
     try:
         settings = get_settings()
-        choose_answerer(settings)  # KGPT_ANSWERER unknown
+        if answering:
+            check_answerer(settings)
     except ValueError as exc:  # SettingsError included
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
@@ -110,7 +112,7 @@ def serve(
     """Serve the API (builds the index first if it is missing)."""
     import uvicorn
 
-    _settings(None)  # checked here, so the workers' app factory cannot fail on them
+    _settings(None, answering=True)  # checked here, so the workers' factory cannot fail on them
 
     # The factory (not karpathy_app.py) so it runs from any working directory. On SIGTERM open
     # answer streams end themselves within seconds (api/streaming.py); anything else still
@@ -135,7 +137,7 @@ def ask(
     from .answer import AnswerError
     from .api.service import Service
 
-    settings = _settings(corpus)
+    settings = _settings(corpus, answering=True)
     question = question.strip()  # the API's rules (api/requests.py)
     if not question or len(question) > settings.max_question_chars:
         problem = "is empty" if not question else f"is {len(question)} characters"
@@ -198,7 +200,7 @@ def evaluate_cmd(
     from .indexing import open_index
     from .retrieval import Retriever
 
-    settings = _settings(corpus)
+    settings = _settings(corpus, answering=report is not None)
     questions = questions or DEFAULT_QUESTIONS
     labelled = load_questions(questions)
     embedder = Embedder.from_settings(settings)

@@ -16,6 +16,7 @@ __all__ = [
     "Place",
     "Ticket",
     "admit_all",
+    "check_answerer",
     "choose_answerer",
     "make_answerer",
 ]
@@ -40,8 +41,21 @@ def choose_answerer(settings: Settings) -> str:
     return "extractive"
 
 
-def make_answerer(settings: Settings) -> Answerer:
+def check_answerer(settings: Settings) -> str:
+    """The answerer's name, once what can be checked before starting it is (ValueError saying
+    what to set): the choice, and for gguf the file and chat format, not yet the model."""
     choice = choose_answerer(settings)
+    if choice == "gguf":
+        if not settings.gguf:
+            raise ValueError("KGPT_ANSWERER=gguf needs KGPT_GGUF=/path/to/model.gguf")
+        from .gguf import check_settings
+
+        check_settings(settings.gguf, settings.chat_format)
+    return choice
+
+
+def make_answerer(settings: Settings) -> Answerer:
+    choice = check_answerer(settings)
     if choice == "openai":
         from .openai import OpenAIAnswerer
 
@@ -56,8 +70,6 @@ def make_answerer(settings: Settings) -> Answerer:
             rewrite_timeout=settings.rewrite_timeout,
         )
     if choice == "gguf":
-        if not settings.gguf:
-            raise ValueError("KGPT_ANSWERER=gguf needs KGPT_GGUF=/path/to/model.gguf")
         from .gguf import GGUFAnswerer
 
         return GGUFAnswerer(

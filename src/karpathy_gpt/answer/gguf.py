@@ -50,12 +50,8 @@ class GGUFAnswerer(Answerer):
         queue: int = 4,
         rewrite_timeout: float = 10.0,
     ):
-        llama_cpp = _import_llama_cpp()
+        llama_cpp = check_settings(model_path, chat_format)
         path = Path(model_path).expanduser()
-        if not path.is_file():
-            raise ValueError(f"KGPT_GGUF={path}: no such file; point it at a .gguf model file")
-        if chat_format:
-            _check_chat_format(chat_format)
         try:
             self.llm = llama_cpp.Llama(
                 model_path=str(path),
@@ -208,6 +204,19 @@ def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable, *args: objec
         loop.call_soon_threadsafe(callback, *args)
     except RuntimeError:  # the loop has closed (shutdown): nobody is listening any more
         pass
+
+
+def check_settings(model_path: str | Path, chat_format: str | None):
+    """What can be checked without loading the model (ValueError saying what to set):
+    llama-cpp-python installed, the file there, the chat format one llama.cpp knows. Returns
+    the llama_cpp module."""
+    llama_cpp = _import_llama_cpp()
+    path = Path(model_path).expanduser()
+    if not path.is_file():
+        raise ValueError(f"KGPT_GGUF={path}: no such file; point it at a .gguf model file")
+    if chat_format:
+        _check_chat_format(chat_format)
+    return llama_cpp
 
 
 def _import_llama_cpp():

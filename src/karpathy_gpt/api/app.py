@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from .. import __version__
-from ..answer import AnswerBusy, choose_answerer
+from ..answer import AnswerBusy, check_answerer
 from ..config import Settings, SettingsError, get_settings
 from ..logs import configure_logging
 from ..store.base import DatabaseError
@@ -32,8 +32,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The app; SettingsError at once (not at startup) if the settings cannot work."""
     settings = settings or get_settings()
     try:
-        choose_answerer(settings)
-    except ValueError as exc:  # KGPT_ANSWERER unknown
+        check_answerer(settings)
+    except ValueError as exc:  # KGPT_ANSWERER unknown, KGPT_GGUF missing, ...
         raise SettingsError(str(exc)) from None
 
     @asynccontextmanager
