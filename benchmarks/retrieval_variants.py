@@ -331,7 +331,7 @@ def variants(b: Bench) -> dict[str, Callable[[int], list[int] | list[Chunk]]]:
     def rm3(q: int, m: int, n: int, weight: float) -> list[int]:
         return rrf(q, 3, top(b.lexical.rm3(b.queries[q], m, n, weight), positive=True))
 
-    for m, n, w in ((5, 10, 0.3), (10, 20, 0.5)):
+    for m, n, w in ((5, 10, 0.3), (5, 10, 0.7), (10, 20, 0.5)):
         out[f"rrf dense x3, rm3 top {m}, {n} words x{w}"] = lambda q, m=m, n=n, w=w: rm3(q, m, n, w)
     out["rrf, neighbours dropped"] = lambda q: b.without_neighbours(rrf(q))
     out["rrf dense x3, neighbours dropped"] = lambda q: b.without_neighbours(rrf(q, 3))
