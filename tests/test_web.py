@@ -67,6 +67,7 @@ def open_page(page: Page, url: str) -> None:
 
 
 def type_and_ask(page: Page, question: str) -> None:
+    page.locator("#question").fill("")  # an unanswered question is put back in the box
     page.locator("#question").focus()
     page.keyboard.type(question)
     page.keyboard.press("Enter")
@@ -165,6 +166,7 @@ def test_refusals_are_shown_and_text_is_never_markup(page, server):
     expect(error).to_be_visible()
     expect(error).to_contain_text("(400)")
     expect(error).to_contain_text("the limit is 2000")
+    expect(page.locator("#question")).to_have_value(("why " * 520).strip())  # to shorten it
 
     markup = '<img src=x onerror="window.pwned=1"><b>bold</b> What is makemore?'
     type_and_ask(page, markup)

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 from fastapi import HTTPException, Request
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_FORM_FIELDS = 1000  # Starlette's own default
@@ -64,6 +65,8 @@ async def read_ask(request: Request, default_k: int, max_chars: int) -> Ask:
             form = await request.form()
         except HTTPException:
             raise
+        except StarletteHTTPException as exc:  # Starlette's own "Invalid multipart data"
+            raise HTTPException(400, detail=f"malformed form body: {exc.detail}") from exc
         except Exception as exc:  # python-multipart's parse errors
             raise HTTPException(400, detail=f"malformed form body: {exc}") from exc
         fields = {}

@@ -226,10 +226,9 @@ async function ask(question) {
       turn.answer.hidden = !turn.text;
       turn.error.textContent = error.message;
       turn.error.hidden = false;
-      if (error instanceof KeyNeeded) {
-        if (!$("question").value) $("question").value = question; // to ask again with the key
-        $("key").focus();
-      }
+      // Unanswered: the question goes back in the box, to ask again (unless a new one is there).
+      if (!$("question").value) $("question").value = question;
+      if (error instanceof KeyNeeded) $("key").focus();
     }
   } finally {
     turn.answer.setAttribute("aria-busy", "false");
