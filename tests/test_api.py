@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 
@@ -219,36 +218,6 @@ def test_bad_input_is_a_fast_4xx_with_json_detail(server, endpoint, name, reques
     detail = response.json()["detail"]
     assert isinstance(detail, str) and detail
     assert not re.search(r"\b[45]\d\d: ", detail), "an exception's status leaked into its text"
-
-
-@pytest.mark.parametrize(
-    ("body", "content_type"),
-    [
-        ("question=Qué es makemore&k=2".encode(), "application/x-www-form-urlencoded"),
-        (b"question=Qu%C3%A9+es+makemore&k=2", "application/x-www-form-urlencoded"),
-        (
-            b'--xx\r\nContent-Disposition: form-data; name="question"\r\n\r\n'
-            + "Qué es makemore".encode()
-            + b'\r\n--xx\r\nContent-Disposition: form-data; name="k"\r\n\r\n2\r\n--xx--\r\n',
-            "multipart/form-data; boundary=xx",
-        ),
-        ('{"question": "Qué es makemore", "k": 2}'.encode(), "application/json"),
-    ],
-    ids=["raw utf-8 urlencoded", "escaped urlencoded", "multipart", "json"],
-)
-def test_a_question_arrives_as_sent_in_every_body_format(body, content_type):
-    """curl -d sends UTF-8 unescaped; Starlette alone would read it as Latin-1 ("QuÃ©")."""
-    from starlette.requests import Request
-
-    from karpathy_gpt.api.requests import read_ask
-
-    async def receive():
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    headers = [(b"content-type", content_type.encode())]
-    request = Request({"type": "http", "method": "POST", "headers": headers}, receive)
-    ask = asyncio.run(read_ask(request, default_k=3, max_chars=2000))
-    assert (ask.question, ask.k) == ("Qué es makemore", 2)
 
 
 def test_cors_is_open_by_default(server):

@@ -198,18 +198,39 @@ def test_secrets_and_questions_stay_out_of_the_log_and_the_errors(guarded):
     assert "POST /karpathy-stream" in log, "the access log is on; it just holds no bodies"
 
 
-def test_debug_logging_shows_questions_and_passages(index_dir, output_dir):
+def test_debug_logging_shows_questions_as_sent_and_passages(index_dir, output_dir):
     srv = Server(
         base_env(KGPT_INDEX_DIR=str(index_dir), KGPT_LOG_LEVEL="DEBUG"),
         output_dir / "server-debug.log",
     )
+    # Every body format reads UTF-8 as sent: curl -d sends it raw, which Starlette alone reads
+    # as Latin-1 ("QuÃ©").
+    form = "application/x-www-form-urlencoded"
+    bodies = {
+        "¿Qué es makemore? raw": {
+            "content": "question=¿Qué es makemore? raw".encode(),
+            "headers": {"content-type": form},
+        },
+        "¿Qué es makemore? escaped": {
+            "content": b"question=%C2%BFQu%C3%A9+es+makemore%3F+escaped",
+            "headers": {"content-type": form},
+        },
+        "¿Qué es makemore? multipart": {
+            "files": {"question": (None, "¿Qué es makemore? multipart")}
+        },
+        "¿Qué es makemore? json 🚀": {"json": {"question": "¿Qué es makemore? json 🚀"}},
+    }
     try:
         srv.wait_ready()
         post_sse(srv.url + "/karpathy-docs", data={"question": QUESTION})
+        for request in bodies.values():
+            assert httpx.post(srv.url + "/karpathy-docs", **request).status_code == 200
     finally:
         srv.stop()
-    log = srv.log_path.read_text()
+    log = srv.log_path.read_text(encoding="utf-8")
     assert "zebra-striped" in log and "(k=3)" in log
+    for question in bodies:
+        assert repr(question) in log, question
 
 
 def test_the_log_filter_masks_secrets_in_messages_and_tracebacks():
