@@ -136,17 +136,18 @@ def ask(
     """Answer one question in the terminal: the streamed answer, then its sources."""
     from .answer import AnswerError
     from .api.service import Service
+    from .retrieval import QuestionError, checked_question
 
     settings = _settings(corpus, answering=True)
-    question = question.strip()  # the API's rules (api/requests.py)
-    if not question or len(question) > settings.max_question_chars:
-        problem = "is empty" if not question else f"is {len(question)} characters"
+    try:
+        question = checked_question(question, settings.max_question_chars)
+    except QuestionError as exc:
         err.print(
-            f"[red]error:[/] the question {problem}; ask one of 1 to "
-            f"{settings.max_question_chars} characters (KGPT_MAX_QUESTION_CHARS)",
+            f"[red]error:[/] the {exc}: ask one of 1 to {settings.max_question_chars} "
+            "characters (KGPT_MAX_QUESTION_CHARS)",
             soft_wrap=True,
         )
-        raise typer.Exit(2)
+        raise typer.Exit(2) from exc
     logging.disable(logging.INFO)
     service = Service.start(settings)
     retrieval = service.retriever.search(question, k)

@@ -11,6 +11,21 @@ from .store import Hit, Store
 from .text import normalise
 
 
+class QuestionError(ValueError):
+    """A question that cannot be asked: empty, or over the limit (KGPT_MAX_QUESTION_CHARS)."""
+
+
+def checked_question(text: str, max_chars: int) -> str:
+    """``text`` stripped, or QuestionError saying why it cannot be asked (every entry point's
+    rule: the legacy endpoints, /v1 and ``karpathy-gpt ask``)."""
+    question = text.strip()
+    if not question:
+        raise QuestionError("question is empty")
+    if len(question) > max_chars:
+        raise QuestionError(f"question is {len(question)} characters; the limit is {max_chars}")
+    return question
+
+
 @dataclass
 class Retrieval:
     question: str

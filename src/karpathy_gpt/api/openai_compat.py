@@ -41,7 +41,7 @@ from ..answer import AnswerBusy, AnswerError, Message
 from ..answer.errors import INTERNAL_ERROR
 from ..conversation import bound_history, retrieval_query
 from ..logs import redact
-from ..retrieval import Retrieval
+from ..retrieval import QuestionError, Retrieval, checked_question
 from ..store import Hit
 from .requests import has_lone_surrogates, json_body, read_capped
 from .service import Service, get_service
@@ -270,15 +270,10 @@ def conversation(chat: ChatRequest, max_chars: int) -> tuple[str, list[Message]]
     turns = [m for m in chat.messages if m.role in ("user", "assistant")]
     if not turns or turns[-1] is not chat.messages[-1] or turns[-1].role != "user":
         raise ChatError(400, "the last message must be the user's question", param="messages")
-    question = turns[-1].text().strip()
-    if not question:
-        raise ChatError(400, "the question (the last user message) is empty", param="messages")
-    if len(question) > max_chars:
-        raise ChatError(
-            400,
-            f"the question is {len(question)} characters; the limit is {max_chars}",
-            param="messages",
-        )
+    try:
+        question = checked_question(turns[-1].text(), max_chars)
+    except QuestionError as exc:
+        raise ChatError(400, f"the {exc} (the last user message)", param="messages") from exc
     history = [Message(role=m.role, content=m.text()) for m in turns[:-1]]
     return question, history
 

@@ -15,6 +15,8 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..retrieval import QuestionError, checked_question
+
 MAX_BODY_BYTES = 64 * 1024
 MAX_FORM_FIELDS = 1000  # Starlette's own default
 WHOLE_NUMBER = re.compile(r"\s*[+-]?[0-9]{1,9}\s*")  # ASCII digits: int() takes "²" and "٣" too
@@ -94,11 +96,10 @@ async def read_ask(request: Request, default_k: int, max_chars: int) -> Ask:
         raise _unprocessable("question must be a string")
     if "\ufffd" in question or has_lone_surrogates(question):
         raise _unprocessable("question is not valid UTF-8")
-    question = question.strip()
-    if not question:
-        raise _unprocessable("question is empty")
-    if len(question) > max_chars:
-        raise _unprocessable(f"question is {len(question)} characters; the limit is {max_chars}")
+    try:
+        question = checked_question(question, max_chars)
+    except QuestionError as exc:
+        raise _unprocessable(str(exc)) from exc
 
     k = fields.get("k", default_k)
     if isinstance(k, str):
