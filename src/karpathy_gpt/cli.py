@@ -16,6 +16,7 @@ from .config import Settings, get_settings
 
 if TYPE_CHECKING:
     from .evaluation import Labelled, LabelProblem
+    from .store import Store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
@@ -216,8 +217,9 @@ def evaluate_cmd(
             report,
         )
         return
-    scores = evaluate(Retriever(open_index(settings, embedder, console=err), embedder), labelled)
-    problems = _label_problems(settings, labelled)
+    store = open_index(settings, embedder, console=err)
+    scores = evaluate(Retriever(store, embedder), labelled)
+    problems = _label_problems(settings, store, labelled)
     if as_json:
         console.print_json(
             json.dumps(
@@ -247,13 +249,19 @@ def evaluate_cmd(
     )
 
 
-def _label_problems(settings: Settings, labelled: list[Labelled]) -> list[LabelProblem]:
-    """The labels' unreachable lectures, checked against the corpus's passages (none without
-    a corpus: a Postgres-only process has no transcripts to read)."""
+def _label_problems(
+    settings: Settings, store: Store, labelled: list[Labelled]
+) -> list[LabelProblem]:
+    """The labels' unreachable lectures, checked against the index's passages: the embedded
+    store's own, or for PostgreSQL (which keeps them in the database) the corpus chunked the
+    same way; none without a corpus."""
     from .chunking import chunk_lectures
     from .corpus import CorpusError, load_corpus
     from .evaluation import label_problems
+    from .store.local import LocalStore
 
+    if isinstance(store, LocalStore):
+        return label_problems(labelled, store.chunks)
     try:
         lectures = load_corpus(settings.resolved_corpus_dir())
     except CorpusError:
