@@ -65,21 +65,21 @@ async def read_ask(request: Request, default_k: int, max_chars: int) -> Ask:
     elif content_type == "multipart/form-data":
         try:
             form = await request.form()
-        except HTTPException:
-            raise
-        except StarletteHTTPException as exc:  # Starlette's own "Invalid multipart data"
-            raise HTTPException(400, detail=f"malformed form body: {exc.detail}") from exc
+        except StarletteHTTPException as exc:  # Starlette's own, e.g. "Invalid multipart data"
+            detail = f"malformed form body: {exc.detail}"
+            raise HTTPException(exc.status_code, detail=detail) from exc
         except Exception as exc:  # python-multipart's parse errors
             raise HTTPException(400, detail=f"malformed form body: {exc}") from exc
         fields = {}
         for name in ("question", "query", "k", "format"):
             value = form.get(name)
+            if value is None:
+                continue
             if isinstance(value, UploadFile):
                 raise _unprocessable(f"form field {name!r} must be text, not a file")
-            if value is not None and _read_as_latin1(value, body):
+            if _read_as_latin1(value, body):
                 raise _unprocessable(f"form field {name!r} is not valid UTF-8")
-            if value is not None:
-                fields[name] = value
+            fields[name] = value
     elif not body:
         fields = {}
     else:
