@@ -107,9 +107,9 @@ class Lexical:
         self.pairs = bm25s.BM25()
         self.pairs.index([adjacent_pairs(d) for d in self.docs], show_progress=False)
         self.sets = [set(d) for d in self.docs]
-        self.df = Counter(t for s in self.sets for t in s)
+        df = Counter(t for s in self.sets for t in s)
         n = len(self.docs)
-        self.idf = {t: float(np.log(1 + (n - d + 0.5) / (d + 0.5))) for t, d in self.df.items()}
+        self.idf = {t: float(np.log(1 + (n - d + 0.5) / (d + 0.5))) for t, d in df.items()}
         self.sentence_sets = [[set(t) for t in tokens(s, stopwords)] for s in sentences]
 
     def with_pairs(self, question: str, weight: float) -> np.ndarray:
