@@ -5,25 +5,40 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install install-test chromium serve ingest test lint eval clean
+# Every install takes the exact versions in constraints.txt (`make lock` refreshes it).
+LOCK := constraints.txt
+PIP := $(VENV)/bin/pip install -q -c $(LOCK)
+EXTRAS := test,postgres,report,gguf,bench
+# llama-cpp-python compiles llama.cpp (~9 min on 2 cores; pip's wheel cache makes reinstalls
+# seconds). GGML_NATIVE=OFF: a -march=native build of 0.3.36 segfaulted in chat completion on
+# these AVX-512 machines; the portable build (AVX2, FMA) runs SmolLM2 and gemma3 fine.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-$(VENV)/.installed: pyproject.toml
+.PHONY: install install-test lock chromium serve ingest test lint eval clean
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	# torch is pinned (==2.13.0) in pyproject.toml: the CPU wheel on disk, not a CUDA build.
-	$(VENV)/bin/pip install -q -e .
+	$(PIP) pip
+	# torch==2.13.0+cpu: the CPU wheel on disk, not a multi-GB CUDA build.
+	$(PIP) -e .
 	touch $@
 
 install: $(VENV)/.installed
 
-# llama-cpp-python compiles llama.cpp (~9 min on 2 cores; pip's wheel cache makes reinstalls
-# seconds). GGML_NATIVE=OFF: a -march=native build of 0.3.36 segfaulted in chat completion on
-# these AVX-512 machines; the portable build (AVX2, FMA) runs SmolLM2 and gemma3 fine.
-$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	CMAKE_ARGS="$${CMAKE_ARGS:--DGGML_NATIVE=OFF}" $(VENV)/bin/pip install -q -e '.[test,postgres,report,gguf]'
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml $(LOCK)
+	$(PIP) -e '.[$(EXTRAS)]'
 	touch $@
 
 install-test: $(VENV)/.installed-test
+
+# Re-resolve the newest releases pyproject.toml admits, in a throwaway venv, into constraints.txt.
+# Then `make clean test`; commit the new constraints.txt only if that passes.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip
+	.lock-venv/bin/pip install -q -e '.[$(EXTRAS)]'
+	{ sed -n '/^#/p' $(LOCK); .lock-venv/bin/pip freeze --all --exclude-editable; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK) && rm -rf .lock-venv
 
 # The web page's browser test drives Debian's Chromium (Playwright's own browser download is
 # never used). Installed here when missing and apt-get can (root, Debian's archive reachable);

@@ -20,7 +20,6 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Sequence
 
-import httpx
 import openai
 
 from ..retrieval import Retrieval
@@ -53,7 +52,8 @@ class OpenAIAnswerer(Answerer):
         self.client = openai.AsyncOpenAI(
             api_key=api_key or "not-needed",
             base_url=self.base_url,
-            timeout=httpx.Timeout(timeout, connect=min(connect_timeout, timeout)),
+            # The SDK's own Timeout type: its HTTP library is its own business (httpx2 since 3.x).
+            timeout=openai.Timeout(timeout, connect=min(connect_timeout, timeout)),
             max_retries=0,  # retried here, only where a retry cannot double an answer
         )
 
@@ -73,12 +73,12 @@ class OpenAIAnswerer(Answerer):
                         break
                     if chunk.choices and chunk.choices[0].delta.content:
                         yield chunk.choices[0].delta.content
-        except (TimeoutError, openai.APITimeoutError, httpx.TimeoutException) as exc:
+        except (TimeoutError, openai.APITimeoutError) as exc:
             raise AnswerError(
                 f"{self.base_url} sent no token for {self.timeout:g} s: the model server is "
                 "overloaded or stuck; try again, or raise KGPT_LLM_TIMEOUT"
             ) from exc
-        except (httpx.TransportError, openai.APIConnectionError) as exc:
+        except openai.APIConnectionError as exc:
             if response is None:
                 raise self._error(exc) from exc
             raise AnswerError(
@@ -131,13 +131,13 @@ class OpenAIAnswerer(Answerer):
             )
         self._model_checked = True
 
-    def _error(self, exc: openai.OpenAIError | httpx.HTTPError) -> AnswerError:
+    def _error(self, exc: openai.OpenAIError) -> AnswerError:
         if isinstance(exc, openai.APITimeoutError):
             return AnswerError(
                 f"{self.base_url} did not answer in {self.timeout:g} s: the model server is "
                 "overloaded or stuck; try again, or raise KGPT_LLM_TIMEOUT"
             )
-        if isinstance(exc, (openai.APIConnectionError, httpx.TransportError)):
+        if isinstance(exc, openai.APIConnectionError):
             return AnswerError(
                 f"cannot reach {self.base_url}: {_describe(exc)}; start the model server, "
                 "set OPENAI_BASE_URL to one that is up, or answer offline with "
@@ -173,7 +173,7 @@ class OpenAIAnswerer(Answerer):
                 temperature=0,
                 max_tokens=REWRITE_MAX_TOKENS,
             )
-        except (openai.OpenAIError, httpx.HTTPError) as exc:
+        except openai.OpenAIError as exc:
             raise self._error(exc) from exc
         return (reply.choices[0].message.content or "") if reply.choices else ""
 
@@ -191,7 +191,7 @@ def _describe(exc: BaseException) -> str:
             return "connection refused"
         if isinstance(cause, socket.gaierror):
             return "the host name does not resolve"
-        if isinstance(cause, (TimeoutError, openai.APITimeoutError, httpx.TimeoutException)):
+        if isinstance(cause, (TimeoutError, openai.APITimeoutError)):
             return "timed out"
     text = str(chain[-1]) or type(chain[-1]).__name__
     return text[:300]
