@@ -88,7 +88,7 @@ def gguf_vs_engine(args, env, questions: list[str]) -> None:
     from karpathy_gpt.answer.prompt import chat_messages
     from karpathy_gpt.config import Settings
     from karpathy_gpt.embedding import Embedder
-    from karpathy_gpt.indexing import open_index
+    from karpathy_gpt.index.backend import open_index
     from karpathy_gpt.retrieval import Retriever
 
     settings = Settings(index_dir=Path(args.index_dir))

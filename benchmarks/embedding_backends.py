@@ -41,7 +41,7 @@ def child(backend: str, out: Path) -> None:
         ranked_chunks,
         score_ranks,
     )
-    from karpathy_gpt.indexing import ingest
+    from karpathy_gpt.index.backend import ingest
     from karpathy_gpt.text import normalise
 
     started = time.perf_counter()

@@ -26,7 +26,7 @@ from rich.console import Console
 
 from karpathy_gpt.config import Settings
 from karpathy_gpt.embedding import Embedder
-from karpathy_gpt.indexing import IngestResult, ingest
+from karpathy_gpt.index.backend import IngestResult, ingest
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "karpathy"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from karpathy_gpt.config import Settings
 from karpathy_gpt.embedding import Embedder
 from karpathy_gpt.evaluation import DEFAULT_QUESTIONS, load_questions
-from karpathy_gpt.indexing import open_index
+from karpathy_gpt.index.backend import open_index
 from karpathy_gpt.retrieval import Retriever
 
 REPO = Path(__file__).resolve().parents[1]

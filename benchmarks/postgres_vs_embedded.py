@@ -40,7 +40,9 @@ from karpathy_gpt.config import Settings
 from karpathy_gpt.corpus import corpus_fingerprint, load_corpus
 from karpathy_gpt.embedding import Embedder
 from karpathy_gpt.evaluation import DEFAULT_QUESTIONS, load_questions
-from karpathy_gpt.indexing import index_key, open_index
+from karpathy_gpt.index import embedded
+from karpathy_gpt.index.backend import open_index
+from karpathy_gpt.index.build import index_key
 from karpathy_gpt.store.local import CANDIDATES, LocalStore
 from karpathy_gpt.store.postgres import PostgresStore
 from karpathy_gpt.text import normalise, sentence_spans
@@ -254,14 +256,16 @@ def main() -> None:
     for name, settings, index, compose_s, missing in corpora:
         key = index_key(corpus_fingerprint(load_corpus(settings.resolved_corpus_dir())), settings)
         started = time.perf_counter()
+        meta = {"key": key, "synthetic": name != "real"}
         if not (settings.index_dir / key).is_dir():
-            index.save(settings.index_dir, key, {"key": key, "synthetic": name != "real"})
+            embedded.save(index.index, settings.index_dir, key, meta)
         save_s = time.perf_counter() - started
         store = PostgresStore(database_url)
         started = time.perf_counter()
         with store.writer() as writer:
-            if writer.active_key() != key:
-                writer.publish(key, {"key": key, "synthetic": name != "real"}, index)
+            active = store.active_version()
+            if active is None or active.index_key != key:
+                writer.publish(key, meta, index.index)
         publish_s = time.perf_counter() - started
         store.close()
         env = {

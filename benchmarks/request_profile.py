@@ -41,7 +41,7 @@ def child(config: str, n: int, index_dir: str, url: str) -> dict[str, float]:
     from karpathy_gpt.api.legacy import END, passage_json
     from karpathy_gpt.config import Settings
     from karpathy_gpt.embedding import Embedder
-    from karpathy_gpt.indexing import open_index
+    from karpathy_gpt.index.backend import open_index
     from karpathy_gpt.store.local import CANDIDATES
     from karpathy_gpt.text import normalise
 

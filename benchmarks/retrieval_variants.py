@@ -39,7 +39,8 @@ from karpathy_gpt.corpus import read_corpus
 from karpathy_gpt.embedding import DIMENSIONS, MODEL_NAME, Embedder
 from karpathy_gpt.embedding_cache import EmbeddingCache
 from karpathy_gpt.evaluation import DEFAULT_QUESTIONS, Labelled, load_questions, score_ranks
-from karpathy_gpt.indexing import build_store, ingest
+from karpathy_gpt.index.backend import ingest
+from karpathy_gpt.index.build import build_store
 from karpathy_gpt.store.base import RRF_K
 from karpathy_gpt.store.local import CANDIDATES, LocalStore
 from karpathy_gpt.text import normalise, sentence_spans

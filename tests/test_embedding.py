@@ -7,7 +7,7 @@ import pytest
 
 from karpathy_gpt.config import Settings
 from karpathy_gpt.embedding import BACKENDS, Embedder, model_name
-from karpathy_gpt.indexing import index_key
+from karpathy_gpt.index.build import index_key
 from karpathy_gpt.onnx_export import ExportError, onnx_model
 
 TEXTS = [

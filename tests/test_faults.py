@@ -12,7 +12,7 @@ from conftest import Server, base_env, passages, post_sse
 from test_index import SENTENCES, write_corpus
 
 from karpathy_gpt.config import Settings
-from karpathy_gpt.indexing import index_path
+from karpathy_gpt.index.build import index_path
 
 
 def damage_chunks(path: Path) -> None:

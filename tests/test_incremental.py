@@ -13,7 +13,7 @@ from timed_corpus import SRT_CUES, srt, write_timed_corpus
 
 from karpathy_gpt.config import Settings
 from karpathy_gpt.embedding_cache import FILE_NAME, EmbeddingCache
-from karpathy_gpt.indexing import ingest
+from karpathy_gpt.index.backend import ingest
 from karpathy_gpt.store.local import LocalStore
 from karpathy_gpt.text import normalise, sentence_spans
 

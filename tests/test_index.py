@@ -15,7 +15,8 @@ from conftest import CORPUS, VENV_BIN, base_env, passages, post_sse
 
 from karpathy_gpt.config import Settings
 from karpathy_gpt.embedding import Embedder
-from karpathy_gpt.indexing import index_path, open_index
+from karpathy_gpt.index.backend import open_index
+from karpathy_gpt.index.build import index_path
 from karpathy_gpt.store.local import LocalStore
 
 SENTENCES = [

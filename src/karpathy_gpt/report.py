@@ -36,7 +36,8 @@ from .evaluation import (
     rouge_l_recall,
     score_ranks,
 )
-from .indexing import build_store, ingest
+from .index.backend import ingest
+from .index.build import build_store
 from .retrieval import Retriever
 
 DEFAULT_CHUNK_SIZES = (400, 800, 1200)

@@ -50,9 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.service.answerer.aclose()
-            close_store = getattr(app.state.service.retriever.store, "close", None)
-            if close_store:  # the PostgreSQL store's connection pool
-                close_store()
+            app.state.service.retriever.store.close()
 
     app = FastAPI(
         title="Karpathy-GPT",

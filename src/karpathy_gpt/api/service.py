@@ -23,11 +23,9 @@ from threadpoolctl import threadpool_limits
 
 from ..answer import Admission, Answerer, JointTicket, admit_all, make_answerer
 from ..config import Settings
-from ..corpus import CorpusError
 from ..embedding import Embedder
-from ..indexing import open_index
+from ..index.backend import open_index
 from ..retrieval import Retrieval, Retriever
-from ..store.local import LocalStore
 
 log = logging.getLogger(__name__)
 
@@ -69,21 +67,13 @@ class Service:
         # here), and the cores are the web server's too. ONNX Runtime also uses one thread.
         threadpool_limits(limits=1, user_api="blas")
         embedder = Embedder.from_settings(settings, threads=1)
-        try:
-            store = open_index(settings, embedder)
-        except CorpusError:
-            if not settings.database_url:
-                raise
-            # An API replica needs no corpus when the index lives in the database.
-            from ..pg_indexing import open_published
-
-            store = open_published(settings)
+        store = open_index(settings, embedder)
         service = cls(
             settings=settings,
             retriever=Retriever(store, embedder),
             answerer=make_answerer(settings),
             chunks=len(store),
-            cache_size=settings.query_cache_size if isinstance(store, LocalStore) else 0,
+            cache_size=settings.query_cache_size if store.fixed else 0,
         )
         log.info(
             "ready in %.2fs: %d chunks, answerer %s",

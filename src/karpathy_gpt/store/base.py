@@ -15,16 +15,20 @@ cross-validation over 50 labelled questions (the 15 public ones and the 35 of
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from ..chunking import Chunk
+from ..index.built import BuiltIndex
 
 RRF_K = 60
 DENSE_WEIGHT = 3.0
 LEXICAL_WEIGHT = 1.0
+CANDIDATES = 50  # per ranking, before fusion
 
 
 @dataclass
@@ -44,12 +48,44 @@ class DatabaseError(Exception):
 
 
 class Store(Protocol):
-    """A searchable set of chunks."""
+    """Where a corpus's index lives: searched by the server, written by ingest.
 
-    def __len__(self) -> int: ...
+    A store holds versions of the index, each named by its index key (``index.build``), and
+    searches the one in use. Writing is ``publish`` under ``lock``: a new version written whole
+    and then put in use, so a search sees the old one or the new one, never half of either.
+    """
+
+    #: Whether the version in use can only change in this process (a query cache may be kept).
+    fixed: bool
+
+    @property
+    def path(self) -> Path | str:
+        """Where the version in use lives, for messages (never with a password)."""
+        ...
+
+    def __len__(self) -> int:
+        """Chunks of the version in use (0 before there is one)."""
+        ...
 
     def search(self, query: str, vector: np.ndarray, k: int) -> list[Hit]:
         """The ``k`` best chunks for ``query`` (already normalised) and its embedding."""
+        ...
+
+    def holds(self, key: str) -> bool:
+        """Whether the version in use is ``key`` (the embedded store loads it if it has it;
+        one it has but cannot read raises ``index.embedded.IndexUnusable``)."""
+        ...
+
+    def lock(self) -> AbstractContextManager[object]:
+        """Held around checking and publishing: one writer at a time where that matters."""
+        ...
+
+    def publish(self, key: str, meta: dict, index: BuiltIndex) -> None:
+        """Write ``index`` as version ``key`` (whether or not one is stored) and put it in use."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the store is not used again."""
         ...
 
 

@@ -1,18 +1,5 @@
-"""The embedded index: chunk vectors and a BM25 index in one folder on disk, swapped atomically.
-
-Layout under ``index_dir``::
-
-    <key>/                 one complete index; <key> hashes the corpus and every setting that
-      chunks.json          shapes it, so a changed corpus or setting gets a new folder
-      embeddings.npy
-      sentence_vectors.npy one row per sentence of each chunk, chunk after chunk
-      sentence_offsets.npy chunk i's sentences are rows offsets[i]:offsets[i + 1]
-      bm25/
-      meta.json            written last: a folder without it is incomplete and ignored
-    .tmp-<key>-<pid>/      an index being written; renamed to <key> only when complete
-
-A crash mid-write leaves at most a ``.tmp-*`` folder behind (cleaned by the next build); the
-previous index folders are untouched until a new one is complete.
+"""The embedded store: the index in memory-mapped files under ``KGPT_INDEX_DIR``, searched in
+numpy and bm25s. Saving and loading the folders is ``index.embedded``.
 
 Search: the dense top-50 (cosine) and the BM25 top-50, fused by weighted reciprocal rank (the
 dense ranking counts three times the lexical one; see ``store.base``), ties broken by cosine.
@@ -20,51 +7,95 @@ dense ranking counts three times the lexical one; see ``store.base``), ties brok
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
-import os
-import shutil
-import time
 from pathlib import Path
 
-import bm25s
 import numpy as np
 
 from ..chunking import Chunk
+from ..index import embedded
+from ..index.built import BuiltIndex
+from ..index.embedded import IndexUnusable
 from ..lexical import tokenize
-from .base import DENSE_WEIGHT, LEXICAL_WEIGHT, Hit, reciprocal_rank_fusion
+from .base import CANDIDATES, DENSE_WEIGHT, LEXICAL_WEIGHT, Hit, reciprocal_rank_fusion
+
+__all__ = ["CANDIDATES", "IndexUnusable", "LocalStore"]
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = "2"
-CANDIDATES = 50  # per ranking, before fusion
-KEEP_INDEXES = 2
-
-
-class IndexUnusable(Exception):
-    """An index folder is missing, incomplete or unreadable."""
-
 
 class LocalStore:
-    def __init__(
-        self,
+    """The index in use (``index``) and the folder its versions are saved in (``folder``)."""
+
+    fixed = True  # only this process's ingest changes it
+
+    def __init__(self, index: BuiltIndex | None = None, folder: Path | None = None):
+        self.folder = folder
+        self.key: str | None = None
+        self.path: Path | None = None  # the folder of the version in use
+        self.index = index  # None until a version is loaded or published
+        self._vocab = index.bm25.vocab_dict if index is not None else {}
+
+    @classmethod
+    def open(cls, folder: Path) -> LocalStore:
+        """The store of ``folder``, no version in use yet (``holds`` loads one)."""
+        return cls(folder=folder)
+
+    @classmethod
+    def load(cls, path: Path) -> LocalStore:
+        """The index saved in ``path`` (IndexUnusable if it cannot be read)."""
+        store = cls(embedded.load(path), folder=path.parent)
+        store.key, store.path = path.name, path
+        return store
+
+    @classmethod
+    def build(
+        cls,
         chunks: list[Chunk],
+        searchable: list[str],
         embeddings: np.ndarray,
-        sentence_vectors: np.ndarray,
-        sentence_offsets: np.ndarray,
-        bm25: bm25s.BM25,
-        path: Path | None = None,
-    ):
-        self.chunks = chunks
-        self.embeddings = embeddings
-        self.sentence_vectors = sentence_vectors
-        self.sentence_offsets = sentence_offsets
-        self.bm25 = bm25
-        self.path = path  # the folder it was loaded from or saved to
-        self._vocab = bm25.vocab_dict
+        sentence_vectors: list[np.ndarray],
+    ) -> LocalStore:
+        """An index in memory only (never saved): ``BuiltIndex.from_parts``, searchable."""
+        return cls(BuiltIndex.from_parts(chunks, searchable, embeddings, sentence_vectors))
+
+    def _use(self, index: BuiltIndex, key: str, path: Path) -> None:
+        self.index, self.key, self.path = index, key, path
+        self._vocab = index.bm25.vocab_dict
+
+    # The built index's parts, read by evaluation and the benchmarks.
+    chunks = property(lambda self: self.index.chunks)
+    embeddings = property(lambda self: self.index.embeddings)
+    sentence_vectors = property(lambda self: self.index.sentence_vectors)
+    sentence_offsets = property(lambda self: self.index.sentence_offsets)
+    bm25 = property(lambda self: self.index.bm25)
 
     def __len__(self) -> int:
-        return len(self.chunks)
+        return len(self.index) if self.index is not None else 0
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def holds(self, key: str) -> bool:
+        if self.key == key:
+            return True
+        if self.folder is None or not (self.folder / key).exists():
+            return False
+        self._use(embedded.load(self.folder / key), key, self.folder / key)
+        return True
+
+    def lock(self) -> contextlib.AbstractContextManager[object]:
+        # Builders of one key write the same content, each to its own temporary folder, and the
+        # rename is atomic: they need not wait for each other.
+        return contextlib.nullcontext()
+
+    def publish(self, key: str, meta: dict, index: BuiltIndex) -> None:
+        if self.folder is None:
+            raise ValueError("this store has no folder to publish to")
+        self._use(index, key, embedded.save(index, self.folder, key, meta, replace=True))
+
+    def close(self) -> None:
+        """Nothing to release: the files are closed with the last reference to the index."""
 
     # -- search -------------------------------------------------------------------------------
 
@@ -103,140 +134,7 @@ class LocalStore:
                 chunk=self.chunks[i],
                 score=fused[i],
                 similarity=float(similarities[i]),
-                sentence_vectors=np.asarray(
-                    self.sentence_vectors[self.sentence_offsets[i] : self.sentence_offsets[i + 1]]
-                ),
+                sentence_vectors=self.index.sentences_of(i),
             )
             for i in best
         ]
-
-    # -- building and persistence -------------------------------------------------------------
-
-    @classmethod
-    def build(
-        cls,
-        chunks: list[Chunk],
-        searchable: list[str],
-        embeddings: np.ndarray,
-        sentence_vectors: list[np.ndarray],
-    ) -> LocalStore:
-        """BM25-index ``searchable`` (the normalised text of each chunk) beside its vectors."""
-        bm25 = bm25s.BM25()
-        bm25.index(tokenize(searchable), show_progress=False)
-        offsets = np.cumsum([0] + [len(v) for v in sentence_vectors], dtype=np.int64)
-        return cls(chunks, embeddings, np.vstack(sentence_vectors), offsets, bm25)
-
-    def save(self, index_dir: Path, key: str, meta: dict, replace: bool = False) -> Path:
-        """Write the index under ``index_dir/key`` atomically.
-
-        An existing complete index with the same key holds the same content and is kept, unless
-        ``replace`` (a forced rebuild) swaps the new one in.
-        """
-        index_dir.mkdir(parents=True, exist_ok=True)
-        final = index_dir / key
-        tmp = index_dir / f".tmp-{key}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        _write_json(
-            tmp / "chunks.json", [{"text": c.text, "metadata": c.metadata} for c in self.chunks]
-        )
-        _write_npy(tmp / "embeddings.npy", self.embeddings)
-        _write_npy(tmp / "sentence_vectors.npy", self.sentence_vectors)
-        _write_npy(tmp / "sentence_offsets.npy", self.sentence_offsets)
-        self.bm25.save(str(tmp / "bm25"), show_progress=False)
-        _write_json(tmp / "meta.json", {**meta, "format": FORMAT_VERSION, "chunks": len(self)})
-        _fsync_dir(tmp)
-        if final.exists() and not replace:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            if final.exists():
-                set_aside(final)
-            os.rename(tmp, final)
-            _fsync_dir(index_dir)
-        _prune(index_dir, keep=final)
-        self.path = final
-        return final
-
-    @classmethod
-    def load(cls, path: Path) -> LocalStore:
-        if not (path / "meta.json").is_file():
-            raise IndexUnusable(f"{path}: incomplete index (no meta.json)")
-        try:
-            meta = json.loads((path / "meta.json").read_text())
-            if meta.get("format") != FORMAT_VERSION:
-                raise IndexUnusable(
-                    f"{path}: index format {meta.get('format')!r}, expected {FORMAT_VERSION}"
-                )
-            raw = json.loads((path / "chunks.json").read_text())
-            chunks = [Chunk(text=c["text"], metadata=c["metadata"]) for c in raw]
-            embeddings = np.load(path / "embeddings.npy", mmap_mode="r")
-            sentence_vectors = np.load(path / "sentence_vectors.npy", mmap_mode="r")
-            sentence_offsets = np.load(path / "sentence_offsets.npy")
-            bm25 = bm25s.BM25.load(str(path / "bm25"), mmap=True, show_progress=False)
-        except IndexUnusable:
-            raise
-        except Exception as exc:  # any damage to the files: the caller rebuilds
-            raise IndexUnusable(f"{path}: unreadable index ({type(exc).__name__}: {exc})") from exc
-        if (
-            embeddings.shape[0] != len(chunks)
-            or meta.get("chunks") != len(chunks)
-            or len(sentence_offsets) != len(chunks) + 1
-            or sentence_offsets[-1] != sentence_vectors.shape[0]
-        ):
-            raise IndexUnusable(f"{path}: chunks and vectors disagree; the index is damaged")
-        return cls(chunks, np.asarray(embeddings), sentence_vectors, sentence_offsets, bm25, path)
-
-
-def set_aside(path: Path) -> None:
-    """Move an index folder out of the way (pruned later) so its key can be written anew."""
-    os.rename(path, path.parent / f".old-{path.name}-{os.getpid()}-{time.time_ns()}")
-
-
-def _write_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as f:
-        np.save(f, array)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _write_json(path: Path, data) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(data, f, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _prune(index_dir: Path, keep: Path) -> None:
-    """Drop stale temp folders and all but the newest few complete indexes."""
-    now = time.time()
-    for tmp in index_dir.glob(".tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if not _pid_alive(pid) or now - tmp.stat().st_mtime > 24 * 3600:
-            shutil.rmtree(tmp, ignore_errors=True)
-    for old in index_dir.glob(".old-*"):
-        shutil.rmtree(old, ignore_errors=True)
-    complete = sorted(
-        (p for p in index_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    for old in [p for p in complete if p != keep][KEEP_INDEXES - 1 :]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _pid_alive(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -8,9 +8,9 @@ term asked twice counts twice). Copying that matrix instead of recomputing it gi
 the embedded store's scores, to the bit.
 
 Per term, two bounds let a search skip most postings of common words (MaxScore, see
-``store.postgres``): its largest weight, and its ``depth``-th largest (0 when fewer chunks hold
-it). ``depth`` chunks score at least the latter on the term alone, so a query with the term has a
-``depth``-th best score at least that high.
+``store.postgres.queries``): its largest weight, and its ``depth``-th largest (0 when fewer
+chunks hold it). ``depth`` chunks score at least the latter on the term alone, so a query with
+the term has a ``depth``-th best score at least that high.
 """
 
 from __future__ import annotations
