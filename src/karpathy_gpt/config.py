@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .errors import KgptError
+
 
 def _project_root() -> Path:
     """The source checkout this runs from (``pip install -e``, ``make install``); from an
@@ -102,7 +104,7 @@ class Settings(BaseSettings):
         return self.corpus_dir.expanduser().resolve()
 
 
-class SettingsError(ValueError):
+class SettingsError(KgptError, ValueError):
     """The environment holds settings that cannot be used; the message names each variable."""
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
+from .errors import KgptError
 from .transcripts import SUFFIXES, Timeline, TranscriptError, read_transcript
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "videos.json"
 
 
-class CorpusError(Exception):
+class CorpusError(KgptError):
     """The corpus folder cannot be read; the message says which file and what to do."""
 
 

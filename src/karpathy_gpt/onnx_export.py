@@ -31,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+from .errors import KgptError
 from .minilm import model_dir
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ CHECK_TEXTS = (
 FP32_AGREEMENT = 0.9999  # least cosine to the torch vector a float32 export may show
 
 
-class ExportError(RuntimeError):
+class ExportError(KgptError, RuntimeError):
     """The ONNX export failed; the message says what to do."""
 
 

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .embedding import Embedder
+from .errors import RequestError
 from .store import Hit, Store
 from .text import normalise
 
 
-class QuestionError(ValueError):
+class QuestionError(RequestError, ValueError):
     """A question that cannot be asked: empty, or over the limit (KGPT_MAX_QUESTION_CHARS)."""
 
 

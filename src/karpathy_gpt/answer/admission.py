@@ -8,7 +8,7 @@ to wait for a slot); ``JointTicket`` holds a place in several at once, taken in 
 server's cap first) and given back together. The endpoint asks for a place *before* its
 response starts, so "full" can still become a plain 503::
 
-    ticket = service.admit_answer()       # raises AnswerBusy -> 503 + Retry-After (api/app.py)
+    ticket = service.admit_answer()       # raises AnswerBusy -> 503 + Retry-After (api/errors.py)
     try:
         retrieval = await service.retrieve(question, k)
     except BaseException:

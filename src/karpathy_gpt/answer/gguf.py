@@ -28,6 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import aclosing
 from pathlib import Path
 
+from ..config import Settings
 from ..retrieval import Retrieval
 from .admission import Admission, Ticket
 from .base import Answerer, AnswerError, Message
@@ -91,6 +92,19 @@ class GGUFAnswerer(Answerer):
         self._set_abort = llama_cpp.llama_set_abort_callback
         self._abort_on = False
         log.info("loaded %s (%s, context %d)", path, self.llm.chat_format, context)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GGUFAnswerer:
+        return cls(
+            settings.gguf,
+            chat_format=settings.chat_format,
+            context=settings.gguf_context,
+            threads=settings.gguf_threads,
+            batch_threads=settings.gguf_batch_threads,
+            max_tokens=settings.llm_max_tokens,
+            queue=settings.gguf_queue,
+            rewrite_timeout=settings.rewrite_timeout,
+        )
 
     @property
     def generating(self) -> bool:

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import openai
 
+from ..config import Settings
 from ..retrieval import Retrieval
 from .base import Answerer, AnswerError, Message
 from .prompt import REWRITE_MAX_TOKENS, chat_messages, rewrite_with
@@ -55,6 +56,19 @@ class OpenAIAnswerer(Answerer):
             # The SDK's own Timeout type: its HTTP library is its own business (httpx2 since 3.x).
             timeout=openai.Timeout(timeout, connect=min(connect_timeout, timeout)),
             max_retries=0,  # retried here, only where a retry cannot double an answer
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OpenAIAnswerer:
+        return cls(
+            model=settings.llm_model,
+            api_key=settings.openai_api_key,
+            base_url=settings.openai_base_url,
+            timeout=settings.llm_timeout,
+            max_tokens=settings.llm_max_tokens,
+            connect_timeout=settings.llm_connect_timeout,
+            retries=settings.llm_retries,
+            rewrite_timeout=settings.rewrite_timeout,
         )
 
     async def stream(

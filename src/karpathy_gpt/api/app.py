@@ -7,23 +7,21 @@ import threading
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from .. import __version__
-from ..answer import AnswerBusy, check_answerer
+from ..answer import check_answerer
 from ..config import Settings, SettingsError, get_settings
 from ..logs import configure_logging
-from ..store.base import DatabaseError
-from . import legacy, openai_compat, page
+from . import errors, legacy, page, v1
 from .auth import BearerAuth, describe_bearer_auth
 from .service import Service, get_service
+from .v1.responses import openai_types
 
 log = logging.getLogger("karpathy_gpt")
 
@@ -43,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.info("API keys required (%d configured)", len(settings.api_key_list()))
         app.state.service = await run_in_threadpool(Service.start, settings)
         # Ready now; /v1's response types load meanwhile instead of delaying the start.
-        loader = threading.Thread(target=openai_compat.openai_types, name="openai-types")
+        loader = threading.Thread(target=openai_types, name="openai-types")
         loader.daemon = True
         loader.start()
         try:
@@ -70,39 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=["Retry-After"],
     )
 
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": _plain(exc)})
-
-    app.add_exception_handler(StarletteHTTPException, openai_compat.http_error)
-    app.add_exception_handler(openai_compat.ChatError, openai_compat.chat_error)
-
-    @app.exception_handler(AnswerBusy)
-    async def answer_busy(request: Request, exc: AnswerBusy) -> JSONResponse:
-        """Every answer endpoint's "full": raised by Service.admit_answer before streaming."""
-        return JSONResponse(
-            status_code=503,
-            content={"detail": str(exc)},
-            headers={"Retry-After": str(exc.retry_after)},
-        )
-
-    @app.exception_handler(DatabaseError)
-    async def database_error(request: Request, exc: DatabaseError) -> JSONResponse:
-        """The index's database is down or unreachable: every endpoint that searches says so,
-        in OpenAI's error shape under /v1."""
-        log.error("%s", exc)
-        if openai_compat.under_v1(request):
-            body = openai_compat.error_body(str(exc), "server_error", code="index_unavailable")
-        else:
-            body = {"detail": str(exc)}
-        return JSONResponse(status_code=503, content=body, headers={"Retry-After": "5"})
-
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        # The traceback goes to the log (uvicorn prints it, secrets masked); the client gets JSON.
-        return JSONResponse(
-            status_code=500, content={"detail": "internal error; see the server log"}
-        )
+    errors.install(app)
 
     @app.get("/healthz", summary="Liveness and what is loaded")
     async def healthz(service: Annotated[Service, Depends(get_service)]) -> dict:
@@ -114,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
 
     app.include_router(legacy.router)
-    app.include_router(openai_compat.router)
+    app.include_router(v1.router)
     app.include_router(page.router)
     page.mount_assets(app)
     if settings.api_key_list():
@@ -160,9 +126,3 @@ class JSONCORSMiddleware(CORSMiddleware):
         if "origin" in detail:
             detail += f" ({request_headers['origin']!r} is not one of KGPT_CORS_ORIGINS)"
         return JSONResponse({"detail": detail}, status_code=plain.status_code, headers=headers)
-
-
-def _plain(exc: RequestValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in exc.errors()
-    )

@@ -16,12 +16,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.background import BackgroundTask
 
-from ..answer import AnswerError, Place
+from ..answer import AnswerError
 from ..answer.errors import INTERNAL_ERROR
 from ..logs import redact
-from ..retrieval import Retrieval
 from ..store import Hit
 from .requests import Ask, read_ask
 from .service import Service, get_service
@@ -99,22 +97,13 @@ async def karpathy_docs(body: AskDep, service: ServiceDep) -> EventSourceRespons
 
 @router.post("/karpathy-stream", openapi_extra=ASK_BODY, summary="The answer as SSE tokens")
 async def karpathy_stream(body: AskDep, service: ServiceDep) -> EventSourceResponse:
-    ticket = service.admit_answer()  # AnswerBusy: a 503 (api/app.py)
-    try:
-        retrieval = await service.retrieve(body.question, body.k)
-    except BaseException:
-        ticket.release()
-        raise
-    return event_stream(
-        answer_events(service, retrieval, ticket), background=BackgroundTask(ticket.release)
-    )
+    answer = await service.answer(body.question, body.k)  # AnswerBusy: a 503 (api/errors.py)
+    return event_stream(answer_events(answer.tokens), background=answer.releasing())
 
 
-async def answer_events(
-    service: Service, retrieval: Retrieval, ticket: Place
-) -> AsyncIterator[ServerSentEvent]:
+async def answer_events(tokens: AsyncIterator[str]) -> AsyncIterator[ServerSentEvent]:
     try:
-        async for token in ticket.hold(service.answerer.stream(retrieval)):
+        async for token in tokens:
             yield ServerSentEvent(data=token)
     except AnswerError as exc:
         log.warning("answer provider failed: %s", exc)

@@ -10,11 +10,12 @@ import re
 from typing import Literal
 from urllib.parse import parse_qsl
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..errors import RequestError
 from ..retrieval import QuestionError, checked_question
 
 MAX_BODY_BYTES = 64 * 1024
@@ -28,20 +29,24 @@ class Ask(BaseModel):
     format: Literal["json", "text"] = "json"
 
 
-def _unprocessable(message: str) -> HTTPException:
-    return HTTPException(status_code=422, detail=message)
+def _unprocessable(message: str) -> RequestError:
+    return RequestError(message, status=422)
+
+
+def _too_large(limit: int) -> RequestError:
+    return RequestError(f"request body over {limit} bytes", status=413, code="request_too_large")
 
 
 async def read_capped(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The request body, refused with 413 as soon as it is known to pass ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, detail=f"request body over {limit} bytes")
+        raise _too_large(limit)
     body = bytearray()
     async for part in request.stream():
         body.extend(part)
         if len(body) > limit:
-            raise HTTPException(413, detail=f"request body over {limit} bytes")
+            raise _too_large(limit)
     # Starlette parses forms from the cached body, so the capped copy is the one parsed.
     request._body = bytes(body)
     return request._body
@@ -67,9 +72,9 @@ async def read_ask(request: Request, default_k: int, max_chars: int) -> Ask:
             form = await request.form()
         except StarletteHTTPException as exc:  # Starlette's own, e.g. "Invalid multipart data"
             detail = f"malformed form body: {exc.detail}"
-            raise HTTPException(exc.status_code, detail=detail) from exc
+            raise RequestError(detail, status=exc.status_code) from exc
         except Exception as exc:  # python-multipart's parse errors
-            raise HTTPException(400, detail=f"malformed form body: {exc}") from exc
+            raise RequestError(f"malformed form body: {exc}") from exc
         fields = {}
         for name in ("question", "query", "k", "format"):
             value = form.get(name)
@@ -83,10 +88,10 @@ async def read_ask(request: Request, default_k: int, max_chars: int) -> Ask:
     elif not body:
         fields = {}
     else:
-        raise HTTPException(
-            415,
-            detail="send the question as form data (-F question=...) or JSON "
+        raise RequestError(
+            "send the question as form data (-F question=...) or JSON "
             '({"question": "..."}), not ' + (content_type or "an untyped body"),
+            status=415,
         )
 
     question = fields.get("question", fields.get("query"))
@@ -143,7 +148,7 @@ def _urlencoded_fields(body: bytes) -> dict[str, object]:
     except UnicodeDecodeError as exc:
         raise _unprocessable("form body is not valid UTF-8") from exc
     except ValueError as exc:
-        raise HTTPException(400, detail=f"form body has over {MAX_FORM_FIELDS} fields") from exc
+        raise RequestError(f"form body has over {MAX_FORM_FIELDS} fields") from exc
     fields: dict[str, object] = {}
     for name, value in pairs:
         fields.setdefault(name, value)  # the first of a repeated field, as Starlette's form.get

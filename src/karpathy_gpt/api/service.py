@@ -14,15 +14,18 @@ import logging
 import os
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import anyio
 import anyio.to_thread
 from fastapi import Request
+from starlette.background import BackgroundTask
 from threadpoolctl import threadpool_limits
 
-from ..answer import Admission, Answerer, JointTicket, admit_all, make_answerer
+from ..answer import Admission, Answerer, JointTicket, Message, Place, admit_all, make_answerer
 from ..config import Settings
+from ..conversation import retrieval_query
 from ..embedding import Embedder
 from ..index.backend import open_index
 from ..retrieval import Retrieval, Retriever
@@ -83,6 +86,27 @@ class Service:
         )
         return service
 
+    async def answer(self, question: str, k: int, history: Sequence[Message] = ()) -> Answer:
+        """Everything an answer stream needs before its response starts, for every endpoint.
+
+        A place is taken first (AnswerBusy, a 503 + Retry-After, while nothing has streamed);
+        a follow-up is then rewritten for retrieval while holding the answerer's slot (the
+        rewrite asks the model too, and the GGUF model writes one thing at a time); then the
+        passages are retrieved. The place is the caller's to give back: ``async with`` the
+        answer, or ``answer.releasing()`` as the streaming response's background task.
+        """
+        ticket = self.admit_answer()
+        try:
+            if history:
+                await ticket.__aenter__()
+            max_chars = self.settings.max_question_chars
+            query = await retrieval_query(self.answerer, question, history, max_chars)
+            retrieval = await self.retrieve(query, k)
+        except BaseException:
+            ticket.release()
+            raise
+        return Answer(retrieval, ticket.hold(self.answerer.stream(retrieval, history)), ticket)
+
     def admit_answer(self) -> JointTicket:
         """A place for one answer stream; raises AnswerBusy (-> 503) when there is none.
 
@@ -117,6 +141,26 @@ class Service:
                 [(h.chunk.metadata.get("source"), h.chunk.text[:80]) for h in retrieval.hits],
             )
         return retrieval
+
+
+@dataclass
+class Answer:
+    """An admitted answer: its passages, its tokens (held in the answerer's slot as they are
+    read), and the place it holds until its response ends."""
+
+    retrieval: Retrieval
+    tokens: AsyncIterator[str]
+    place: Place
+
+    def releasing(self) -> BackgroundTask:
+        """The place given back when a streaming response ends, or never starts."""
+        return BackgroundTask(self.place.release)
+
+    async def __aenter__(self) -> Answer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.place.release()
 
 
 def get_service(request: Request) -> Service:

@@ -27,13 +27,14 @@ import bm25s
 import numpy as np
 
 from ..chunking import Chunk
+from ..errors import KgptError
 from .built import BuiltIndex
 
 FORMAT_VERSION = "2"
 KEEP_INDEXES = 2
 
 
-class IndexUnusable(Exception):
+class IndexUnusable(KgptError):
     """An index folder is missing, incomplete or unreadable."""
 
 

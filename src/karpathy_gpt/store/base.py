@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from ..chunking import Chunk
+from ..errors import KgptError
 from ..index.built import BuiltIndex
 
 RRF_K = 60
@@ -43,8 +44,14 @@ class Hit:
     sentence_vectors: np.ndarray
 
 
-class DatabaseError(Exception):
+class DatabaseError(KgptError):
     """The database behind a store cannot be reached or used; the message says what to do."""
+
+    status = 503
+    code = "index_unavailable"
+
+    def __init__(self, message: str, retry_after: int = 5):
+        super().__init__(message, retry_after=retry_after)
 
 
 class Store(Protocol):

@@ -7,8 +7,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import KgptError
 
-class TranscriptError(Exception):
+
+class TranscriptError(KgptError):
     """A transcript file that cannot be read; says which file, which line, and what to fix."""
 
     def __init__(self, path: Path, line: int | None, problem: str):
