@@ -7,7 +7,7 @@ import time
 
 import httpx
 import pytest
-from conftest import passages, post_sse
+from support.streams import passages, post_sse
 
 
 def test_welcome_and_health(server):

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import Server, base_env, passages, post_sse
-from test_index import SENTENCES, write_corpus
+import pytest
+from support.corpus import SENTENCES, write_corpus
+from support.servers import Server, base_env
+from support.streams import passages, post_sse
 
 from karpathy_gpt.config import Settings
 from karpathy_gpt.index.build import index_path
+
+pytestmark = pytest.mark.slow
 
 
 def damage_chunks(path: Path) -> None:

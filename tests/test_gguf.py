@@ -18,15 +18,8 @@ import time
 import httpx
 import numpy as np
 import pytest
-from conftest import (
-    LONG_QUESTION,
-    Server,
-    StreamReader,
-    gguf_env,
-    passages,
-    post_sse,
-    smollm2_gguf,
-)
+from support.servers import LONG_QUESTION, Server, gguf_env, smollm2_gguf
+from support.streams import StreamReader, passages, post_sse
 
 from karpathy_gpt.answer import AnswerError, choose_answerer, make_answerer
 from karpathy_gpt.answer.gguf import GGUFAnswerer
@@ -35,7 +28,7 @@ from karpathy_gpt.retrieval import Retrieval
 
 NAME = "SmolLM2-135M-Instruct.Q4_1"
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.gguf, pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")

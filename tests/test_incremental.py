@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from timed_corpus import SRT_CUES, srt, write_timed_corpus
+from support.timed_corpus import SRT_CUES, srt, write_timed_corpus
 
 from karpathy_gpt.config import Settings
 from karpathy_gpt.embedding_cache import FILE_NAME, EmbeddingCache

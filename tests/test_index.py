@@ -2,47 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
-from conftest import CORPUS, VENV_BIN, base_env, passages, post_sse
+from support.corpus import SENTENCES, write_corpus
+from support.paths import CORPUS, VENV_BIN
+from support.servers import base_env
+from support.streams import passages, post_sse
 
 from karpathy_gpt.config import Settings
 from karpathy_gpt.embedding import Embedder
 from karpathy_gpt.index.backend import open_index
 from karpathy_gpt.index.build import index_path
 from karpathy_gpt.store.local import LocalStore
-
-SENTENCES = [
-    "Backpropagation computes the gradient of the loss with respect to every weight.",
-    "The learning rate sets how far each step of gradient descent moves the parameters.",
-    "A bigram model predicts the next character from the previous character only.",
-    "Self-attention lets every token look at the tokens that came before it.",
-    "Layer normalization keeps the activations of each example well scaled.",
-]
-
-
-def write_corpus(folder: Path, lectures: dict[str, str]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest = []
-    for n, (name, text) in enumerate(lectures.items(), start=1):
-        (folder / f"{name}.txt").write_text(text)
-        manifest.append(
-            {
-                "id": f"{n:02d}",
-                "title": name,
-                "link": f"https://youtu.be/v{n}",
-                "transcript": f"{name}.txt",
-            }
-        )
-    (folder / "videos.json").write_text(json.dumps(manifest))
-    return folder
 
 
 @pytest.fixture

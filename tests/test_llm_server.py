@@ -22,17 +22,8 @@ import time
 import httpx
 import numpy as np
 import pytest
-from conftest import (
-    LONG_QUESTION,
-    ChatReader,
-    LlamaServer,
-    Server,
-    StreamReader,
-    base_env,
-    free_port,
-    passages,
-    post_sse,
-)
+from support.servers import LONG_QUESTION, LlamaServer, Server, base_env, free_port
+from support.streams import ChatReader, StreamReader, passages, post_sse
 
 from karpathy_gpt.answer import AnswerError
 from karpathy_gpt.answer.openai import OpenAIAnswerer
@@ -42,7 +33,7 @@ from karpathy_gpt.retrieval import Retrieval
 SECRET = f"sk-kgpt-test-{secrets.token_hex(8)}"
 MODEL = "smollm2"
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.gguf, pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")

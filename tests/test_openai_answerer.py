@@ -9,7 +9,11 @@ from __future__ import annotations
 import json
 
 import httpx
-from conftest import Server, base_env, free_port, passages, post_sse
+import pytest
+from support.servers import Server, base_env, free_port
+from support.streams import passages, post_sse
+
+pytestmark = pytest.mark.slow
 
 
 def start(index_dir, output_dir, name, **env) -> Server:

@@ -8,7 +8,7 @@ import json
 import httpx
 import openai
 import pytest
-from conftest import Server, base_env, free_port
+from support.servers import Server, base_env, free_port
 
 MODEL = "karpathy-gpt"
 QUESTION = "What is a bigram language model?"

@@ -17,15 +17,8 @@ import time
 
 import httpx
 import pytest
-from conftest import (
-    LONG_QUESTION,
-    ChatReader,
-    Server,
-    StreamReader,
-    gguf_env,
-    passages,
-    post_sse,
-)
+from support.servers import LONG_QUESTION, Server, gguf_env
+from support.streams import ChatReader, StreamReader, passages, post_sse
 
 SHORT_QUESTION = "What is a bigram model?"
 CHAT = {"model": "karpathy-gpt", "messages": [{"role": "user", "content": "What is makemore?"}]}

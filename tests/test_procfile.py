@@ -8,7 +8,11 @@ import subprocess
 import time
 
 import httpx
-from conftest import REPO, VENV_BIN, base_env, free_port
+import pytest
+from support.paths import REPO, VENV_BIN
+from support.servers import base_env, free_port
+
+pytestmark = pytest.mark.slow
 
 
 def web_command() -> str:

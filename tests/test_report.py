@@ -9,11 +9,14 @@ import re
 import subprocess
 
 import pytest
-from conftest import REPO, free_port
-from timed_corpus import write_timed_corpus
+from support.paths import REPO
+from support.servers import free_port
+from support.timed_corpus import write_timed_corpus
 
 from karpathy_gpt.chunking import Chunk
 from karpathy_gpt.evaluation import Labelled, label_problems, rouge_l_recall
+
+pytestmark = pytest.mark.slow
 
 QUESTIONS = [
     {
@@ -57,12 +60,21 @@ def test_label_problems_name_lectures_no_passage_can_satisfy():
     assert "/cross.entropy/" in problems[0].reason and problems[1].reason == "not in the corpus"
 
 
-def test_eval_report_writes_markdown_and_plots(tmp_path):
+def report_run(env: dict[str, str], *args: str):
+    """``karpathy-gpt eval --report ...`` in this process, with ``env`` as its environment."""
     from typer.testing import CliRunner
 
     from karpathy_gpt.cli import app
     from karpathy_gpt.config import get_settings
 
+    get_settings.cache_clear()
+    try:
+        return CliRunner().invoke(app, ["eval", *args], env=env)
+    finally:
+        get_settings.cache_clear()
+
+
+def test_eval_report_writes_markdown_and_plots(tmp_path):
     corpus = write_timed_corpus(tmp_path / "lectures")
     questions = tmp_path / "questions.jsonl"
     questions.write_text("\n".join(json.dumps(q) for q in QUESTIONS))
@@ -80,22 +92,8 @@ def test_eval_report_writes_markdown_and_plots(tmp_path):
         "KGPT_ANSWERER": "extractive",
         "COLUMNS": "200",
     }
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(
-            app,
-            [
-                "eval",
-                "--corpus", str(corpus),
-                "--questions", str(questions),
-                "--test-set", str(test_set),
-                "--chunk-sizes", "200,400",
-                "--report", str(out),
-            ],
-            env=env,
-        )  # fmt: skip
-    finally:
-        get_settings.cache_clear()
+    inputs = ["--corpus", str(corpus), "--questions", str(questions), "--test-set", str(test_set)]
+    result = report_run(env, *inputs, "--chunk-sizes", "200,400", "--report", str(out))
     assert result.exit_code == 0, result.output
     report = (out / "report.md").read_text()
 
@@ -134,22 +132,7 @@ def test_eval_report_writes_markdown_and_plots(tmp_path):
     # The same report with an answer provider that cannot be reached: a message, no traceback.
     closed = free_port()
     env.update(KGPT_ANSWERER="openai", OPENAI_BASE_URL=f"http://127.0.0.1:{closed}/v1")
-    get_settings.cache_clear()
-    try:
-        failed = CliRunner().invoke(
-            app,
-            [
-                "eval",
-                "--corpus", str(corpus),
-                "--questions", str(questions),
-                "--test-set", str(test_set),
-                "--chunk-sizes", "200",
-                "--report", str(tmp_path / "failed"),
-            ],
-            env=env,
-        )  # fmt: skip
-    finally:
-        get_settings.cache_clear()
+    failed = report_run(env, *inputs, "--chunk-sizes", "200", "--report", str(tmp_path / "failed"))
     assert failed.exit_code == 1, failed.output
     assert "the answerer failed" in failed.output and f"127.0.0.1:{closed}" in failed.output
     assert not (tmp_path / "failed" / "report.md").exists()

@@ -12,10 +12,13 @@ import logging
 
 import httpx
 import pytest
-from conftest import Server, base_env, free_port, passages, post_sse
+from support.servers import Server, base_env, free_port
+from support.streams import passages, post_sse
 
 from karpathy_gpt.config import Settings
 from karpathy_gpt.logs import RedactSecrets, configure_logging, redact, secrets_of
+
+pytestmark = pytest.mark.slow
 
 KEYS = ("kgpt-test-key-one-7f3a9c", "kgpt-test-key-two-41d2e8")
 OPENAI_KEY = "sk-test-openai-secret-9b8c7d6e5f"

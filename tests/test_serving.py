@@ -9,7 +9,9 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import CORPUS, VENV_BIN, Server, base_env, passages, post_sse
+from support.paths import CORPUS, VENV_BIN
+from support.servers import Server, base_env
+from support.streams import passages, post_sse
 
 from karpathy_gpt.api.service import Service
 from karpathy_gpt.config import Settings

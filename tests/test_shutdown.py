@@ -14,8 +14,10 @@ import time
 
 import httpx
 import pytest
-from conftest import LlamaServer, Server, base_env
 from httpx_sse import EventSource
+from support.servers import LlamaServer, Server, base_env
+
+pytestmark = pytest.mark.slow
 
 DETAILED_QUESTION = (
     "Explain in great detail, step by step, how backpropagation computes every gradient of "

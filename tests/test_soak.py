@@ -8,7 +8,10 @@ import asyncio
 import importlib.util
 import sys
 
-from conftest import REPO
+import pytest
+from support.paths import REPO
+
+pytestmark = pytest.mark.slow
 
 
 def load_soak():

@@ -9,8 +9,12 @@ import subprocess
 
 import httpx
 import pytest
-from conftest import REPO, VENV_BIN, Server, base_env, passages, post_sse
-from timed_corpus import VTT_ID, write_timed_corpus
+from support.paths import REPO, VENV_BIN
+from support.servers import Server, base_env
+from support.streams import passages, post_sse
+from support.timed_corpus import VTT_ID, write_timed_corpus
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

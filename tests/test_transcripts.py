@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from timed_corpus import (
+from support.timed_corpus import (
     BROKEN_LINE,
     JSON3_ID,
     JSON3_WORDS,

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, base_env, free_port
 from playwright.sync_api import Page, expect, sync_playwright
+from support.servers import Server, base_env, free_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps calling out, and a closed network

@@ -28,68 +28,158 @@ EmbeddingBackend = Literal["onnx", "onnx-int8", "torch"]
 
 
 class Settings(BaseSettings):
-    """Every knob the service has; each field is documented in the README's configuration table."""
+    """Every knob the service has, read from ``KGPT_*`` (and ``OPENAI_*``) variables."""
 
     model_config = SettingsConfigDict(env_prefix="KGPT_", extra="ignore")
 
-    corpus_dir: Path = REPO_ROOT.parent / "shared" / "corpus" / "karpathy"
-    index_dir: Path = REPO_ROOT / ".kgpt" / "index"
-    # postgresql://user:password@host:5432/dbname switches the index to PostgreSQL + pgvector.
-    database_url: str | None = None
-    database_pool_size: int = Field(4, ge=1, le=100)
-    database_timeout: float = Field(30.0, gt=0, le=600)
-
-    # onnx | onnx-int8 | torch: see embedding.py; each backend's vectors get their own index.
-    embedding_backend: EmbeddingBackend = "onnx"
-    model_dir: Path = REPO_ROOT / ".kgpt" / "models"  # the ONNX exports, made once per machine
-
-    chunk_size: int = Field(800, ge=100, le=5000)
-    chunk_overlap: int = Field(100, ge=0, le=1000)
-
-    query_cache_size: int = Field(1024, ge=0)  # recent (question, k) retrievals kept; 0: none
-    # Searches run at once in one process (0: one per core, or KGPT_DATABASE_POOL_SIZE if
-    # larger); more wait their turn. Each running search holds ONNX Runtime's working memory.
-    search_threads: int = Field(0, ge=0, le=256)
-    default_k: int = Field(3, ge=1, le=20)
-    max_question_chars: int = Field(2000, ge=1)
-    cors_origins: str = "*"
-    # Comma-separated bearer tokens; unset or empty leaves the API open, as the original was.
-    api_keys: SecretStr | None = None
-    # debug also logs questions and retrieved passages; info and above never do.
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-
-    # /v1: the model name OpenAI clients pick, and how much of a conversation is kept.
-    model_name: str = Field("karpathy-gpt", min_length=1, max_length=100)
-    history_messages: int = Field(8, ge=0, le=100)
-
-    answerer: str | None = None
+    # Each description is a row of docs/configuration.md (``python -m karpathy_gpt.config_doc``).
+    corpus_dir: Path = Field(
+        REPO_ROOT.parent / "shared" / "corpus" / "karpathy",
+        description="lecture folder: transcripts, and `videos.json` or file names to infer it "
+        "from (docs/corpus.md)",
+    )
+    index_dir: Path = Field(
+        REPO_ROOT / ".kgpt" / "index",
+        description="where the embedded index and the embedding cache are kept",
+    )
+    database_url: str | None = Field(
+        None,
+        description="`postgresql://user:password@host:5432/db`: keep the index in PostgreSQL + "
+        "pgvector instead (docs/postgres.md)",
+    )
+    database_pool_size: int = Field(
+        4, ge=1, le=100, description="connections each API process may hold"
+    )
+    database_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="seconds a search waits for a database connection (and to connect at "
+        "start); past it the searching endpoints answer `503` + `Retry-After`",
+    )
+    embedding_backend: EmbeddingBackend = Field(
+        "onnx",
+        description="`onnx` (ONNX Runtime, float32: torch's vectors), `onnx-int8` (faster, "
+        "loses a hit@1 of the eval) or `torch` (sentence-transformers); each backend's vectors "
+        "get their own index",
+    )
+    model_dir: Path = Field(
+        REPO_ROOT / ".kgpt" / "models",
+        description="where the ONNX exports of the model are kept (made once per machine)",
+    )
+    chunk_size: int = Field(800, ge=100, le=5000, description="chunk length, in characters")
+    chunk_overlap: int = Field(
+        100, ge=0, le=1000, description="whole-sentence overlap of neighbouring chunks"
+    )
+    query_cache_size: int = Field(
+        1024,
+        ge=0,
+        description="recent distinct (question, k) retrievals a server process keeps (~7 KB "
+        "each; embedded index only); `0` turns the cache off",
+    )
+    search_threads: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="searches one process runs at once; more wait their turn. `0`: one per "
+        "core, or `KGPT_DATABASE_POOL_SIZE` if larger (each holds ONNX Runtime's working "
+        "memory, and more than the cores is slower)",
+    )
+    default_k: int = Field(3, ge=1, le=20, description="passages when a request names no `k`")
+    max_question_chars: int = Field(2000, ge=1, description="longest question accepted")
+    cors_origins: str = Field("*", description="comma-separated allowed origins")
+    api_keys: SecretStr | None = Field(
+        None,
+        description="comma-separated bearer tokens; unset: no auth, as the original "
+        "(docs/deployment.md)",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info",
+        description="`debug` also logs each question and its passages; `info` and above never do",
+    )
+    model_name: str = Field(
+        "karpathy-gpt",
+        min_length=1,
+        max_length=100,
+        description="the model name `/v1/models` lists and `/v1/chat/completions` accepts",
+    )
+    history_messages: int = Field(
+        8,
+        ge=0,
+        le=100,
+        description="earlier conversation messages kept for the answerer and a follow-up's "
+        "retrieval",
+    )
+    answerer: str | None = Field(
+        None,
+        description="`extractive`, `openai` or `gguf`; unset: `openai` if `OPENAI_API_KEY` is "
+        "set, else `gguf` if `KGPT_GGUF` is set, else `extractive` (docs/answerers.md)",
+    )
     openai_api_key: str | None = Field(
-        None, validation_alias=AliasChoices("OPENAI_API_KEY", "KGPT_OPENAI_API_KEY")
+        None,
+        validation_alias=AliasChoices("OPENAI_API_KEY", "KGPT_OPENAI_API_KEY"),
+        description="makes an OpenAI chat model write the answers (never logged or shown)",
     )
     openai_base_url: str | None = Field(
-        None, validation_alias=AliasChoices("OPENAI_BASE_URL", "KGPT_OPENAI_BASE_URL")
+        None,
+        validation_alias=AliasChoices("OPENAI_BASE_URL", "KGPT_OPENAI_BASE_URL"),
+        description="any OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio); "
+        "unset: OpenAI",
     )
-    llm_model: str = "gpt-4o-mini"
-    # The longest wait for the model server's first token, and then between two tokens.
-    llm_timeout: float = Field(60.0, gt=0)
-    llm_connect_timeout: float = Field(5.0, gt=0)
-    # Retries of a refused or dropped connection before the first token (never of a timeout).
-    llm_retries: int = Field(2, ge=0, le=5)
-    llm_max_tokens: int = Field(512, ge=1)
-    # Condensing a follow-up into a standalone question: bounded, or the caller falls back.
-    rewrite_timeout: float = Field(10.0, gt=0)
-
-    # A GGUF model run in-process by llama-cpp-python (the `gguf` extra).
-    gguf: Path | None = None
-    chat_format: str | None = None  # llama-cpp-python's name; unset: the file's own template
-    gguf_context: int = Field(4096, ge=256)
-    gguf_threads: int = Field(1, ge=1)
-    gguf_batch_threads: int = Field(2, ge=1)
-    # Requests that may wait while the one generation a process runs at a time is written.
-    gguf_queue: int = Field(4, ge=0)
-
-    # Answer streams one server process keeps open at once, whatever the answerer; more: 503.
-    max_streams: int = Field(64, ge=1, le=10_000)
+    llm_model: str = Field(
+        "gpt-4o-mini",
+        description="chat model name; checked once against the server's `/v1/models`",
+    )
+    llm_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="longest wait (s) for the model server's first token, and then between "
+        "two tokens",
+    )
+    llm_connect_timeout: float = Field(5.0, gt=0, description="connect timeout (s)")
+    llm_retries: int = Field(
+        2,
+        ge=0,
+        le=5,
+        description="retries of a refused or dropped connection before the first token (never "
+        "of a timeout)",
+    )
+    llm_max_tokens: int = Field(512, ge=1, description="answer length cap (both LLM answerers)")
+    rewrite_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="longest a follow-up's rewrite into a standalone question may take (s); "
+        "past it the question is used as asked",
+    )
+    gguf: Path | None = Field(
+        None,
+        description="path of a `.gguf` model that llama-cpp-python runs in-process (the "
+        "`gguf` extra)",
+    )
+    chat_format: str | None = Field(
+        None,
+        description="llama-cpp-python chat format (`chatml`, `gemma`, `llama-3`, ...) for a "
+        "file without a template; unset: the file's own",
+    )
+    gguf_context: int = Field(
+        4096,
+        ge=256,
+        description="context length (tokens): passages, conversation and answer must fit",
+    )
+    gguf_threads: int = Field(1, ge=1, description="llama.cpp threads for generation")
+    gguf_batch_threads: int = Field(2, ge=1, description="llama.cpp threads for reading the prompt")
+    gguf_queue: int = Field(
+        4,
+        ge=0,
+        description="requests that may wait while the model writes an answer; more get `503`",
+    )
+    max_streams: int = Field(
+        64,
+        ge=1,
+        le=10_000,
+        description="answer streams one process keeps open at once, whatever the answerer; "
+        "more get `503` + `Retry-After`",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from rich.console import Console
 
@@ -123,17 +124,11 @@ def ingest(
     return result
 
 
-def open_index(
-    settings: Settings,
-    embedder: Embedder,
-    *,
-    force: bool = False,
-    console: Console | None = None,
-) -> Store:
-    """``ingest``'s store; with PostgreSQL and no corpus here, whatever the database holds (an
-    API replica needs no corpus)."""
+def open_index(settings: Settings, embedder: Embedder, **options: Any) -> Store:
+    """``ingest``'s store (``options`` are its own); with PostgreSQL and no corpus here,
+    whatever the database holds (an API replica needs no corpus)."""
     try:
-        return ingest(settings, embedder, force=force, console=console).store
+        return ingest(settings, embedder, **options).store
     except CorpusError:
         if not settings.database_url:
             raise

@@ -81,7 +81,13 @@ class LocalStore:
             return True
         if self.folder is None or not (self.folder / key).exists():
             return False
-        self._use(embedded.load(self.folder / key), key, self.folder / key)
+        path = self.folder / key
+        try:
+            index = embedded.load(path)
+        except IndexUnusable:
+            embedded.set_aside(path)  # to be written anew; pruned after the next save
+            raise
+        self._use(index, key, path)
         return True
 
     def lock(self) -> contextlib.AbstractContextManager[object]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import Cue, TranscriptError, caption_text, read_text
+from .base import Cue, TranscriptError, add_cue, captions, cue_times, next_filled, read_text
 
 _TIMING = re.compile(
     r"^\s*(\d+):([0-5]?\d):([0-5]?\d)[,.](\d{1,3})\s*-->\s*(\d+):([0-5]?\d):([0-5]?\d)[,.](\d{1,3})"
@@ -43,17 +43,9 @@ def parse_srt(path: Path) -> list[Cue]:
                 n + 2,
                 f"expected a timing line like '00:00:01,000 --> 00:00:04,000', got {got!r}",
             )
-        timing = _TIMING.match(lines[n + 1])
-        if not timing:
-            raise TranscriptError(
-                path,
-                n + 2,
-                f"bad cue timing {lines[n + 1].strip()[:60]!r}; "
-                "expected '00:00:01,000 --> 00:00:04,000'",
-            )
-        start, end = _seconds(*timing.groups()[:4]), _seconds(*timing.groups()[4:])
-        if end < start:
-            raise TranscriptError(path, n + 2, "the cue ends before it starts")
+        start, end = cue_times(
+            _TIMING, _seconds, path, lines, n + 1, "'00:00:01,000 --> 00:00:04,000'"
+        )
         n += 2
         payload = []
         while n < len(lines) and not block_starts(n):
@@ -64,17 +56,11 @@ def parse_srt(path: Path) -> list[Cue]:
             if lines[n].strip():
                 payload.append(lines[n])
             else:
-                k = n + 1
-                while k < len(lines) and not lines[k].strip():
-                    k += 1
+                k = next_filled(lines, n + 1)
                 # After a blank line, a lone number starts the next block (checked above).
                 if k >= len(lines) or lines[k].strip().isdigit():
                     n = k
                     break
             n += 1
-        text = caption_text(" ".join(payload))
-        if text:
-            cues.append(Cue(text=text, start=start, end=end))
-    if not cues:
-        raise TranscriptError(path, None, "no captions found")
-    return cues
+        add_cue(cues, payload, start, end)
+    return captions(cues, path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import Cue, TranscriptError, caption_text, read_text
+from .base import Cue, TranscriptError, add_cue, captions, cue_times, next_filled, read_text
 
 _TIME = r"(?:(\d+):)?([0-5]\d):([0-5]\d)\.(\d{3})"
 _TIMING = re.compile(rf"^\s*{_TIME}\s+-->\s+{_TIME}(?:\s|$)")
@@ -54,17 +54,14 @@ def parse_webvtt(path: Path) -> list[Cue]:
                 f"expected a cue timing line like '00:00:01.000 --> 00:00:04.000', "
                 f"got {lines[n].strip()[:60]!r}",
             )
-        timing = _TIMING.match(lines[timing_at])
-        if not timing:
-            raise TranscriptError(
-                path,
-                timing_at + 1,
-                f"bad cue timing {lines[timing_at].strip()[:60]!r}; "
-                "expected '00:00:01.000 --> 00:00:04.000' (a dot before the milliseconds)",
-            )
-        start, end = _seconds(*timing.groups()[:4]), _seconds(*timing.groups()[4:])
-        if end < start:
-            raise TranscriptError(path, timing_at + 1, "the cue ends before it starts")
+        start, end = cue_times(
+            _TIMING,
+            _seconds,
+            path,
+            lines,
+            timing_at,
+            "'00:00:01.000 --> 00:00:04.000' (a dot before the milliseconds)",
+        )
         # The cue's text runs to a blank line. YouTube also puts lines holding one space inside
         # cues: such a line ends the cue only when a new block (or the end) follows it.
         n = timing_at + 1
@@ -73,15 +70,9 @@ def parse_webvtt(path: Path) -> list[Cue]:
             if lines[n].strip():
                 payload.append(lines[n])
             else:
-                k = n + 1
-                while k < len(lines) and not lines[k].strip():
-                    k += 1
+                k = next_filled(lines, n + 1)
                 if lines[n] == "" or k >= len(lines) or block_starts(k):
                     break
             n += 1
-        text = caption_text(" ".join(payload))
-        if text:
-            cues.append(Cue(text=text, start=start, end=end))
-    if not cues:
-        raise TranscriptError(path, None, "no captions found")
-    return cues
+        add_cue(cues, payload, start, end)
+    return captions(cues, path)
