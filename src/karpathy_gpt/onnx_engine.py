@@ -19,8 +19,8 @@ class OnnxEngine:
 
     float32: texts of the same number of word pieces run together, up to ``PASS_TOKENS`` (the
     model's own limit) a pass. With no padding every row is computed as it would be alone (the
-    same bits: tests/test_embedding.py), and short texts stop paying a whole pass each: cold
-    ingest of the corpus 64 s -> 52 s (1,024 a pass: 51 s, but +80 MB at peak).
+    same bits: tests/test_embedding.py), and short texts stop paying a whole pass each. More per
+    pass saves little and holds more memory at once.
 
     int8: one text per pass, because its activations are quantised with one scale per input
     tensor: in a batch, a text's vector would depend on its neighbours by up to ~1% of cosine,

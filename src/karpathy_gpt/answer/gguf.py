@@ -12,9 +12,9 @@ flag is set: the token loop checks it after every token, and llama.cpp's abort c
 it during prompt evaluation (a long prompt on a CPU takes seconds), so the model is free for
 the next request within a token's time.
 
-Threads: ``n_threads=1`` for generation and ``n_threads_batch=2`` for prompt evaluation was the
-only setting measured here that stays fast while anything else uses a core (two generation
-threads fell to 2-3 tokens/s under load).
+Threads: ``n_threads=1`` for generation and ``n_threads_batch=2`` for prompt evaluation stay
+fast while anything else uses a core: two generation threads wait on each other when one of
+them is descheduled, every token.
 """
 
 from __future__ import annotations

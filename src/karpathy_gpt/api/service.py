@@ -2,10 +2,9 @@
 
 Retrieval, the CPU work of a request, runs in worker threads, never on the event loop, at most
 ``search_threads`` at once: more would not finish sooner on the same cores, and each one
-running holds ONNX Runtime's working memory (~2 MB; 32 at once grew the heap by 62 MB where 2
-grew it by 6 MB, at the same embeddings per second). The last ``KGPT_QUERY_CACHE_SIZE``
-distinct (question, k) retrievals are kept (~7 KB each), so a repeated question costs no
-embedding or search.
+running holds ONNX Runtime's working memory, which its arena keeps (BENCHMARKS.md,
+*Reliability*). The last ``KGPT_QUERY_CACHE_SIZE`` distinct (question, k) retrievals are kept,
+so a repeated question costs no embedding or search.
 """
 
 from __future__ import annotations
@@ -65,9 +64,9 @@ class Service:
     @classmethod
     def start(cls, settings: Settings) -> Service:
         started = time.perf_counter()
-        # A request's matrix products are small (1,220 x 384 by one vector): waking BLAS threads
-        # costs more than it saves (OpenBLAS, 2 threads: 0.2-3 ms; 1 thread: 0.03 ms, measured
-        # here), and the cores are the web server's too. ONNX Runtime also uses one thread.
+        # A request's matrix products are small (the chunks by one vector): waking a second BLAS
+        # thread on busy cores costs more than it saves, and the cores are the web server's
+        # too. ONNX Runtime also uses one thread.
         threadpool_limits(limits=1, user_api="blas")
         embedder = Embedder.from_settings(settings, threads=1)
         store = open_index(settings, embedder)
