@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,7 +18,28 @@ if TYPE_CHECKING:
     from .evaluation import Labelled, LabelProblem
     from .store import Store
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+class App(typer.Typer):
+    """The commands; a failure of ours (a full disk, a database that refuses) is one line."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from .errors import KgptError
+        from .storage import describe, is_storage_error
+
+        try:
+            return super().__call__(*args, **kwargs)
+        except KgptError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise SystemExit(1) from exc
+        except OSError as exc:  # a writer without its own message (eval --report)
+            if not is_storage_error(exc):
+                raise
+            line = describe(exc, Path(exc.filename or "."), "a file", "another folder")
+            err.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
+            raise SystemExit(1) from exc
+
+
+app = App(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
 err = Console(stderr=True)
 
@@ -62,6 +83,7 @@ def ingest(
     from .corpus import CorpusError
     from .embedding import Embedder
     from .index.backend import ingest as ingest_corpus
+    from .storage import StorageError
     from .store import DatabaseError
 
     settings = _settings(corpus)
@@ -69,8 +91,8 @@ def ingest(
     logging.getLogger("karpathy_gpt").addHandler(logging.NullHandler())  # problems printed below
     try:
         result = ingest_corpus(settings, Embedder.from_settings(settings), force=force, console=err)
-    except (CorpusError, DatabaseError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+    except (CorpusError, DatabaseError, StorageError) as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
     work = (
         f"embedded {result.embedded_chunks} chunks + {result.embedded_sentences} sentences, "

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .storage import writing
+
 log = logging.getLogger(__name__)
 
 FILE_NAME = "embedding-cache.npz"
@@ -115,19 +117,21 @@ class EmbeddingCache:
         keys = np.frombuffer(b"".join(k for k, _ in rows), dtype=np.uint8).reshape(-1, 32)
         vectors = np.stack([self._vectors[r] for _, r in rows]).astype(np.float32)
         generations = np.array([self._generations[r] for _, r in rows], dtype=np.int64)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(
-                    f,
-                    model=np.array(self.model),
-                    keys=keys,
-                    vectors=vectors,
-                    generations=generations,
-                )
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        needed = keys.nbytes + vectors.nbytes + generations.nbytes
+        with writing(self.path.parent, "the embedding cache", "KGPT_INDEX_DIR", needed):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with open(tmp, "wb") as f:
+                    np.savez(
+                        f,
+                        model=np.array(self.model),
+                        keys=keys,
+                        vectors=vectors,
+                        generations=generations,
+                    )
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.path)
+            finally:
+                tmp.unlink(missing_ok=True)

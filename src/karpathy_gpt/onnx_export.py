@@ -33,6 +33,7 @@ from pathlib import Path
 
 from .errors import KgptError
 from .minilm import model_dir
+from .storage import StorageError, writing
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,10 @@ CHECK_TEXTS = (
     "The loss goes down; the gradient flows back through tanh. " * 20,
 )
 FP32_AGREEMENT = 0.9999  # least cosine to the torch vector a float32 export may show
+# What the export writes (two models and their scratch copy), for a disk-full message.
+EXPORT_BYTES = 300 << 20
+# How the child process marks the one line of a StorageError on stderr, for its parent.
+STORAGE_MARK = "kgpt-storage-error: "
 
 
 class ExportError(KgptError, RuntimeError):
@@ -112,6 +117,9 @@ def _export_in_child(cache_dir: Path) -> None:
     cmd = [sys.executable, "-m", "karpathy_gpt.onnx_export", str(cache_dir)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
+        last = result.stderr.strip().splitlines()[-1:] or [""]
+        if last[0].startswith(STORAGE_MARK):  # the child could not write: its one line
+            raise StorageError(last[0].removeprefix(STORAGE_MARK))
         raise ExportError(
             f"exporting the embedding model to ONNX failed:\n{result.stderr[-2000:]}\n"
             "Set KGPT_EMBEDDING_BACKEND=torch to run without ONNX, or fix the error above."
@@ -248,7 +256,14 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    print(export(args.cache_dir))
+    try:
+        with writing(
+            args.cache_dir, "the ONNX export of the model", "KGPT_MODEL_DIR", EXPORT_BYTES
+        ):
+            print(export(args.cache_dir))
+    except StorageError as exc:
+        print(STORAGE_MARK + str(exc), file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,13 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..answer import check_answerer
 from ..config import Settings, SettingsError, get_settings
-from ..logs import configure_logging
+from ..errors import KgptError
+from ..logs import configure_logging, redact
 from . import errors, legacy, page, v1
 from .auth import BearerAuth, describe_bearer_auth
 from .service import Service, get_service
@@ -39,7 +41,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_logging(settings)
         if settings.api_key_list():
             log.info("API keys required (%d configured)", len(settings.api_key_list()))
-        app.state.service = await run_in_threadpool(Service.start, settings)
+        try:
+            app.state.service = await run_in_threadpool(Service.start, settings)
+        except KgptError as exc:  # told in one line by StartupFailure, not as a traceback
+            app.state.startup_error = redact(str(exc))
+            raise
         # Ready now; /v1's response types load meanwhile instead of delaying the start.
         loader = threading.Thread(target=openai_types, name="openai-types")
         loader.daemon = True
@@ -56,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Questions answered from Andrej Karpathy's Zero to Hero lectures, offline.",
         lifespan=lifespan,
     )
+    app.add_middleware(StartupFailure)
     if settings.api_key_list():
         app.add_middleware(BearerAuth, keys=settings.api_key_list())
     # Added last, so outermost: preflights are answered before auth, and 401s carry CORS headers.
@@ -126,3 +133,25 @@ class JSONCORSMiddleware(CORSMiddleware):
         if "origin" in detail:
             detail += f" ({request_headers['origin']!r} is not one of KGPT_CORS_ORIGINS)"
         return JSONResponse({"detail": detail}, status_code=plain.status_code, headers=headers)
+
+
+class StartupFailure:
+    """A start that fails for a reason of ours (a disk that cannot take the index, a database
+    that refuses it) reaches the log as its one line instead of a traceback: uvicorn prints the
+    message of ``lifespan.startup.failed``, which Starlette fills with the traceback."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def relay(message: Message) -> None:
+            line = getattr(scope["app"].state, "startup_error", None)
+            if message["type"] == "lifespan.startup.failed" and line:
+                message = {**message, "message": line}
+            await send(message)
+
+        await self.app(scope, receive, relay)

@@ -21,6 +21,7 @@ from ..config import Settings
 from ..corpus import CorpusError, Lecture, corpus_fingerprint, read_corpus
 from ..embedding import Embedder
 from ..embedding_cache import EmbeddingCache
+from ..storage import StorageError
 from ..store import DatabaseError, Store
 from ..store.local import LocalStore
 from ..transcripts import TranscriptError
@@ -133,6 +134,15 @@ def open_index(settings: Settings, embedder: Embedder, **options: Any) -> Store:
         if not settings.database_url:
             raise
         return open_published(settings)
+    except (StorageError, DatabaseError) as exc:  # the new index could not be written
+        store = open_store(settings)
+        if not store.use_latest():
+            store.close()
+            raise type(exc)(f"{exc}; there is no earlier index to serve meanwhile") from exc
+        log.error(
+            "%s; serving the previous index meanwhile (%s, %d chunks)", exc, store.path, len(store)
+        )
+        return store
 
 
 def _holds(store: Store, key: str, console: Console) -> bool:

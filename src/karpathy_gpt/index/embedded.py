@@ -28,6 +28,7 @@ import numpy as np
 
 from ..chunking import Chunk
 from ..errors import KgptError
+from ..storage import writing
 from .built import BuiltIndex
 
 FORMAT_VERSION = "2"
@@ -44,32 +45,42 @@ def save(index: BuiltIndex, index_dir: Path, key: str, meta: dict, replace: bool
     An existing complete index with the same key holds the same content and is kept, unless
     ``replace`` (a forced rebuild, or a damaged folder) swaps the new one in.
     """
-    index_dir.mkdir(parents=True, exist_ok=True)
     final = index_dir / key
     tmp = index_dir / f".tmp-{key}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        chunks = [{"text": c.text, "metadata": c.metadata} for c in index.chunks]
-        _write_json(tmp / "chunks.json", chunks)
-        _write_npy(tmp / "embeddings.npy", index.embeddings)
-        _write_npy(tmp / "sentence_vectors.npy", index.sentence_vectors)
-        _write_npy(tmp / "sentence_offsets.npy", index.sentence_offsets)
-        index.bm25.save(str(tmp / "bm25"), show_progress=False)
-        _write_json(tmp / "meta.json", {**meta, "format": FORMAT_VERSION, "chunks": len(index)})
-        _fsync_dir(tmp)
-        if final.exists() and not replace:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            if final.exists():
-                set_aside(final)
-            os.rename(tmp, final)
-            _fsync_dir(index_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written is left behind
-        raise
+    with writing(index_dir, "the index", "KGPT_INDEX_DIR", needed=size_of(index)):
+        index_dir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            tmp.mkdir()
+            chunks = [{"text": c.text, "metadata": c.metadata} for c in index.chunks]
+            _write_json(tmp / "chunks.json", chunks)
+            _write_npy(tmp / "embeddings.npy", index.embeddings)
+            _write_npy(tmp / "sentence_vectors.npy", index.sentence_vectors)
+            _write_npy(tmp / "sentence_offsets.npy", index.sentence_offsets)
+            index.bm25.save(str(tmp / "bm25"), show_progress=False)
+            meta = {**meta, "format": FORMAT_VERSION, "chunks": len(index)}
+            _write_json(tmp / "meta.json", meta)
+            _fsync_dir(tmp)
+            if final.exists() and not replace:
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                if final.exists():
+                    set_aside(final)
+                os.rename(tmp, final)
+                _fsync_dir(index_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written is left behind
+            raise
     _prune(index_dir, keep=final)
     return final
+
+
+def size_of(index: BuiltIndex) -> int:
+    """About what ``save`` writes: the arrays, the texts and the BM25 matrix."""
+    text = sum(len(c.text) + 200 for c in index.chunks)  # with its metadata as JSON
+    arrays = index.embeddings.nbytes + index.sentence_vectors.nbytes
+    bm25 = sum(np.asarray(part).nbytes for part in index.bm25.scores.values())
+    return arrays + text + bm25
 
 
 def load(path: Path) -> BuiltIndex:
@@ -135,13 +146,16 @@ def _prune(index_dir: Path, keep: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
     for old in index_dir.glob(".old-*"):
         shutil.rmtree(old, ignore_errors=True)
-    complete = sorted(
-        (p for p in index_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    for old in [p for p in complete if p != keep][KEEP_INDEXES - 1 :]:
+    for old in [p for p in complete(index_dir) if p != keep][KEEP_INDEXES - 1 :]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def complete(index_dir: Path) -> list[Path]:
+    """The index folders under ``index_dir`` (not temporary or set aside), newest first."""
+    if not index_dir.is_dir():
+        return []
+    folders = [p for p in index_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return sorted(folders, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
 def _pid_alive(pid: str) -> bool:

@@ -91,6 +91,11 @@ class Store(Protocol):
         """Write ``index`` as version ``key`` (whether or not one is stored) and put it in use."""
         ...
 
+    def use_latest(self) -> bool:
+        """Put the newest usable version in use, whatever its key (a server that cannot write
+        the current index serves it meanwhile); False if there is none."""
+        ...
+
     def close(self) -> None:
         """Release connections; the store is not used again."""
         ...

@@ -100,6 +100,17 @@ class LocalStore:
             raise ValueError("this store has no folder to publish to")
         self._use(index, key, embedded.save(index, self.folder, key, meta, replace=True))
 
+    def use_latest(self) -> bool:
+        if self.index is not None:
+            return True
+        for path in embedded.complete(self.folder) if self.folder else []:
+            try:
+                self._use(embedded.load(path), path.name, path)
+            except IndexUnusable:
+                continue
+            return True
+        return False
+
     def close(self) -> None:
         """Nothing to release: the files are closed with the last reference to the index."""
 

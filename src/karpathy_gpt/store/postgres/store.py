@@ -190,6 +190,10 @@ class PostgresStore:
         with self.writer() as writer:
             writer.publish(key, meta, index)
 
+    def use_latest(self) -> bool:
+        """The active version is always the one in use: whether there is one."""
+        return self.active_version() is not None
+
     def close(self) -> None:
         self.pool.close()
 

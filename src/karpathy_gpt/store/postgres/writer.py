@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 
 from ...index.built import BuiltIndex
 from ...index.postings import Postings
-from ..base import CANDIDATES
+from ..base import CANDIDATES, DatabaseError
 from .queries import SEARCH_FORMAT
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,30 @@ def binary_copy(columns: list[np.ndarray], rows_per_block: int = 65536) -> Itera
     yield struct.pack(">h", -1)
 
 
+# What to do when the database refuses a publish, by SQLSTATE class or code.
+REFUSALS = {
+    "25006": "the database is read-only (a standby, or default_transaction_read_only): run "
+    "`karpathy-gpt ingest` against the primary",
+    "53": "the database server is out of a resource (disk, memory or connections): free space "
+    "on its disk (or its tablespace), then run `karpathy-gpt ingest` again",
+    "57014": "a statement ran past the server's statement_timeout: raise it for the ingest's "
+    "role (ALTER ROLE ... SET statement_timeout), then run `karpathy-gpt ingest` again",
+    "42501": "the database role may not create tables there: grant it CREATE, or publish as "
+    "the owner of the kgpt_* tables",
+}
+
+
+def refusal(exc: psycopg.Error) -> str:
+    """One line for a publish the database refused: what it said, and what to do."""
+    state = exc.sqlstate or ""
+    advice = REFUSALS.get(state) or REFUSALS.get(state[:2]) or "see the database server's log"
+    said = (exc.diag.message_primary if exc.diag else None) or str(exc).splitlines()[0]
+    return (
+        f"publishing the index failed: the database refused it ({said}); the previous version "
+        f"stays active; {advice}"
+    )
+
+
 class Writer:
     """Publishes corpus versions; only exists while the ingest lock is held."""
 
@@ -61,7 +85,17 @@ class Writer:
         self.conn = conn  # autocommit, holding the ingest lock
 
     def publish(self, key: str, meta: dict, index: BuiltIndex) -> int:
-        """Write ``index`` as a new version in one transaction, then make it the active one."""
+        """Write ``index`` as a new version in one transaction, then make it the active one.
+
+        A database that refuses the writes (full, read-only, a statement timeout) is a
+        DatabaseError saying so; the transaction is rolled back, so the previous version stays
+        the active one."""
+        try:
+            return self._publish(key, meta, index)
+        except psycopg.Error as exc:
+            raise DatabaseError(refusal(exc)) from exc
+
+    def _publish(self, key: str, meta: dict, index: BuiltIndex) -> int:
         started = time.perf_counter()
         steps: dict[str, float] = {}
 
