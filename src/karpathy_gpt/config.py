@@ -151,11 +151,7 @@ class Settings(BaseSettings):
         description="longest a follow-up's rewrite into a standalone question may take (s); "
         "past it the question is used as asked",
     )
-    gguf: Path | None = Field(
-        None,
-        description="path of a `.gguf` model that llama-cpp-python runs in-process (the "
-        "`gguf` extra)",
-    )
+    gguf: Path | None = Field(None, description="a `.gguf` model run in-process (`gguf` extra)")
     chat_format: str | None = Field(
         None,
         description="llama-cpp-python chat format (`chatml`, `gemma`, `llama-3`, ...) for a "

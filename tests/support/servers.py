@@ -46,6 +46,22 @@ def gguf_env(index_dir: Path, **extra: str) -> dict[str, str]:
     )
 
 
+def stop_process(proc: subprocess.Popen, grace: float, group: bool = False) -> None:
+    """SIGTERM to ``proc`` (its process group with ``group``), SIGKILL if it is still there
+    after ``grace`` seconds."""
+
+    def send(sig: signal.Signals) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+
+    send(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        proc.wait(grace)
+
+
 def run_cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
     """``karpathy-gpt *args`` run from the repository, its output captured as text."""
     return subprocess.run(
@@ -99,11 +115,7 @@ class Server:
         raise TimeoutError(f"server not ready in {timeout}s: {self.log_path.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc, grace=10)
         self._log.close()
 
 
@@ -160,12 +172,8 @@ class LlamaServer:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc:
+            stop_process(self.proc, grace=10, group=True)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
