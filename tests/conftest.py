@@ -345,3 +345,16 @@ def post_sse(url: str, **kwargs) -> tuple[httpx.Response, list[tuple[str, str]]]
 
 def passages(events: list[tuple[str, str]]) -> list[dict]:
     return [json.loads(data)["data"] for event, data in events if event == "message"]
+
+
+def word_pieces(*texts: str) -> int:
+    """MiniLM word pieces in ``texts``, counted here with the tokenizers library on the
+    packaged model's tokenizer.json (the rule documented for usage the server counts itself)."""
+    from tokenizers import Tokenizer
+
+    from karpathy_gpt.onnx_export import model_dir
+
+    tokenizer = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return sum(len(tokenizer.encode(t, add_special_tokens=False).ids) for t in texts if t)

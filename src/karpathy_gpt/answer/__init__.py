@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..config import Settings
 from .admission import Admission, JointTicket, Place, Ticket, admit_all
 from .base import AnswerBusy, Answerer, AnswerError, Message
+from .usage import Usage
 
 __all__ = [
     "Admission",
@@ -15,6 +16,7 @@ __all__ = [
     "Message",
     "Place",
     "Ticket",
+    "Usage",
     "admit_all",
     "check_answerer",
     "choose_answerer",

@@ -8,6 +8,8 @@ along as ``sources`` on the choice, as PrivateGPT sends them: in ``choices[0].so
 A stream is ``data: {json}`` events framed by a blank line and ends with ``data: [DONE]``; an
 answer provider that fails mid-stream sends ``data: {"error": {...}}`` and then ``[DONE]``.
 Every refusal is OpenAI's error shape, ``{"error": {"message", "type", "param", "code"}}``.
+A ``chat.completion`` carries ``usage``, and so does a stream's last chunk when asked with
+``stream_options.include_usage`` (see answer/usage.py; options in chat_options.py).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from functools import cache
+from collections.abc import AsyncIterator, Callable, Sequence
+from functools import cache, partial
 from types import SimpleNamespace
 from typing import Annotated, Any
 
@@ -37,12 +39,13 @@ from pydantic import (
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..answer import AnswerBusy, AnswerError, Message
+from ..answer import AnswerBusy, AnswerError, Message, Usage
 from ..answer.errors import INTERNAL_ERROR
 from ..conversation import bound_history, retrieval_query
 from ..logs import redact
 from ..retrieval import QuestionError, Retrieval, checked_question
 from ..store import Hit
+from .chat_options import StreamOptions, unsupported
 from .requests import has_lone_surrogates, json_body, read_capped
 from .service import Service, get_service
 from .streaming import SHUTTING_DOWN_MESSAGE, event_stream
@@ -183,6 +186,7 @@ class ChatRequest(BaseModel):
     model: StrictStr
     messages: list[ChatMessage] = Field(min_length=1)
     stream: StrictBool | None = False
+    stream_options: StreamOptions | None = None
     n: StrictInt | None = None
     k: StrictInt | None = Field(None, ge=1, le=20, description="passages (not OpenAI's)")
 
@@ -242,12 +246,15 @@ async def read_chat(request: Request) -> ChatRequest:
     if not isinstance(data, dict):
         raise ChatError(400, 'the body must be a JSON object: {"model": ..., "messages": [...]}')
     try:
-        return ChatRequest.model_validate(data)
+        chat = ChatRequest.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         param = _param(first["loc"])
         message = first["msg"].removeprefix("Value error, ")
         raise ChatError(400, f"{param}: {message}", param=param) from exc
+    if refused := unsupported(data):
+        raise ChatError(400, refused.message, param=refused.param, code="unsupported_value")
+    return chat
 
 
 def _param(loc: Sequence[int | str]) -> str:
@@ -351,19 +358,22 @@ async def chat_completions(request: Request, service: ServiceDep) -> Response:
     except BaseException:
         ticket.release()
         raise
-    tokens = ticket.hold(service.answerer.stream(retrieval, history))
+    usage = Usage()  # the model's counts, or counted (answer/usage.py)
+    tokens = ticket.hold(service.answerer.stream(retrieval, history, usage))
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": chat.model}
     sources = [source(hit, n) for n, hit in enumerate(retrieval.hits, start=1)]
+    usage_of = partial(usage.settle, retrieval)
     if chat.stream:
+        include_usage = chat.stream_options is not None and chat.stream_options.include_usage
         return event_stream(
-            completion_events(tokens, head, sources),
+            completion_events(tokens, head, sources, usage_of if include_usage else None),
             farewell=_event(error_body(SHUTTING_DOWN_MESSAGE, "server_error", code="shutdown")),
             sep="\n",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             background=BackgroundTask(ticket.release),
         )
     try:
-        return JSONResponse(await completion(tokens, head, sources))
+        return JSONResponse(await completion(tokens, head, sources, usage_of))
     finally:
         ticket.release()
 
@@ -375,7 +385,9 @@ async def retrieve(service: Service, question: str, history: list[Message], k: i
     return await service.retrieve(query, k)
 
 
-async def completion(tokens: AsyncIterator[str], head: dict, sources: list[dict]) -> dict:
+async def completion(
+    tokens: AsyncIterator[str], head: dict, sources: list[dict], usage_of: Callable[[str], dict]
+) -> dict:
     try:
         text = "".join([token async for token in tokens])
     except AnswerError as exc:
@@ -392,18 +404,26 @@ async def completion(tokens: AsyncIterator[str], head: dict, sources: list[dict]
         logprobs=None,
         sources=sources,
     )
-    body = types.ChatCompletion(object="chat.completion", choices=[choice], **head)
+    body = types.ChatCompletion(
+        object="chat.completion", choices=[choice], usage=usage_of(text), **head
+    )
     return body.model_dump(mode="json", exclude_unset=True)
 
 
 async def completion_events(
-    tokens: AsyncIterator[str], head: dict, sources: list[dict]
+    tokens: AsyncIterator[str],
+    head: dict,
+    sources: list[dict],
+    usage_of: Callable[[str], dict] | None = None,
 ) -> AsyncIterator[dict]:
-    """``chat.completion.chunk`` events: the role and sources, the tokens, the stop, [DONE]."""
+    """``chat.completion.chunk`` events: the role and sources, the tokens, the stop, with
+    ``usage_of`` a last chunk with the usage and no choices (as OpenAI sends it), [DONE]."""
     delta = openai_types().ChoiceDelta
     yield _chunk(head, delta(role="assistant", content=""), sources)
+    text = []
     try:
         async for token in tokens:
+            text.append(token)
             yield _chunk(head, delta(content=token))
     except AnswerError as exc:
         log.warning("answer provider failed mid-stream: %s", exc)
@@ -416,6 +436,11 @@ async def completion_events(
         yield DONE
         return
     yield _chunk(head, delta(), finish_reason="stop")
+    if usage_of is not None:
+        usage = openai_types().ChatCompletionChunk(
+            object="chat.completion.chunk", choices=[], usage=usage_of("".join(text)), **head
+        )
+        yield _event(usage.model_dump(mode="json", exclude_unset=True))
     yield DONE
 
 
