@@ -14,7 +14,7 @@ EXTRAS := test,postgres,report,gguf,bench
 # these AVX-512 machines; the portable build (AVX2, FMA) runs SmolLM2 and gemma3 fine.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install install-test lock chromium serve ingest test lint eval clean
+.PHONY: install install-test lock chromium node-deps serve ingest test lint eval clean
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -48,13 +48,26 @@ chromium:
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 chromium; } \
 	  || echo "chromium could not be installed: tests/test_web.py will be skipped"
 
+# The original front-end's SSE client (@microsoft/fetch-event-source), run from Node by
+# tests/test_clients.py: installed with `npm ci` from tests/node/package-lock.json (exact
+# versions) into the git-ignored tests/node/node_modules. Without npm (or the registry), that
+# test is skipped and says why.
+NODE_DIR := tests/node
+node-deps:
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "npm is not installed: tests/test_clients.py's fetch-event-source test will be skipped"; \
+	elif ! test $(NODE_DIR)/node_modules/.package-lock.json -nt $(NODE_DIR)/package-lock.json; then \
+	  cd $(NODE_DIR) && npm ci --no-audit --no-fund \
+	  || echo "npm ci failed: tests/test_clients.py's fetch-event-source test will be skipped"; \
+	fi
+
 ingest: install
 	$(VENV)/bin/karpathy-gpt ingest
 
 serve: install
 	$(VENV)/bin/uvicorn karpathy_app:app --host $(HOST) --port $(PORT)
 
-test: install-test chromium
+test: install-test chromium node-deps
 	$(VENV)/bin/ruff check src tests benchmarks karpathy_app.py
 	$(VENV)/bin/python -m pytest -q -rs
 
@@ -62,4 +75,4 @@ eval: install
 	$(VENV)/bin/karpathy-gpt eval
 
 clean:
-	rm -rf $(VENV) .kgpt .pytest_cache
+	rm -rf $(VENV) .kgpt .pytest_cache $(NODE_DIR)/node_modules

@@ -18,6 +18,7 @@ PAGES = [
     "deployment",
     "corpus",
     "evaluation",
+    "clients",
 ]
 
 

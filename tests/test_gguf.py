@@ -21,8 +21,9 @@ import pytest
 from support.servers import LONG_QUESTION, Server, gguf_env, smollm2_gguf
 from support.streams import StreamReader, passages, post_sse
 
-from karpathy_gpt.answer import AnswerError, choose_answerer, make_answerer
+from karpathy_gpt.answer import AnswerError, Usage, choose_answerer, make_answerer
 from karpathy_gpt.answer.gguf import GGUFAnswerer
+from karpathy_gpt.answer.prompt import chat_messages
 from karpathy_gpt.config import Settings
 from karpathy_gpt.retrieval import Retrieval
 
@@ -198,6 +199,44 @@ def test_rewrite_condenses_a_follow_up_or_gives_up_in_bounded_time(model):
 def test_context_overflow_in_process_says_what_to_change(model):
     with pytest.raises(AnswerError, match=r"exceed context window of 2048.*fewer passages"):
         asyncio.run(_answer(model, "word " * 3000))
+
+
+@pytest.mark.parametrize("question", ["What is a bigram model?", LONG_QUESTION])
+def test_usage_is_the_models_own_count(model, question):
+    """The counts of a streamed answer are those llama-cpp-python gives the same completion
+    not streamed: ended by the model (the end token not counted), and cut at max_tokens."""
+    usage = Usage()
+
+    async def run() -> str:
+        return "".join([token async for token in model.stream(retrieval(question), usage=usage)])
+
+    model.llm.reset()  # both from an empty cache: a reused prefix may change the floats
+    text = asyncio.run(run())
+    model.llm.reset()
+    reply = model.llm.create_chat_completion(
+        messages=chat_messages(retrieval(question)), temperature=0, max_tokens=160
+    )
+    assert reply["choices"][0]["message"]["content"] == text  # the same generation
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        reply["usage"]["prompt_tokens"],
+        reply["usage"]["completion_tokens"],
+    )
+    finish = reply["choices"][0]["finish_reason"]
+    assert finish == ("length" if question == LONG_QUESTION else "stop"), finish
+    assert usage.prompt_tokens > 20 and usage.completion_tokens > 10
+
+
+def test_an_answer_cut_short_reports_no_usage(model):
+    usage = Usage()
+
+    async def run() -> None:
+        tokens = model.stream(retrieval(LONG_QUESTION), usage=usage)
+        await anext(tokens)
+        await tokens.aclose()
+        await _wait_idle(model, 5)
+
+    asyncio.run(run())
+    assert not usage.known
 
 
 def test_the_choice_of_answerer_follows_the_documented_order(tmp_path):

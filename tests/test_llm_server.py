@@ -22,6 +22,7 @@ import time
 import httpx
 import numpy as np
 import pytest
+from support.chat import word_pieces
 from support.servers import LONG_QUESTION, LlamaServer, Server, base_env, free_port
 from support.streams import ChatReader, StreamReader, passages, post_sse
 
@@ -152,6 +153,34 @@ def test_a_two_turn_chat_through_the_v1_api_is_answered_by_the_model(kgpt, llama
     assert text.strip() and chunks[-1].choices[0].finish_reason == "stop"
     assert chunks[0].choices[0].model_extra["sources"]
     assert model_requests() == before + 3  # the follow-up: its rewrite, then its answer
+
+
+def test_a_model_server_that_reports_no_usage_in_streams_gets_it_counted(kgpt, llama):
+    """llama-cpp-python's server ignores stream_options (no usage in a stream), and the
+    provider always streams: the usage is then counted in word pieces, as documented."""
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Say hi."}],
+        "max_tokens": 4,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    url = llama.url + "/v1/chat/completions"
+    with httpx.stream("POST", url, json=body, headers=llama.headers(), timeout=60) as r:
+        lines = [line for line in r.iter_lines() if line.startswith("data: {")]
+    assert lines and not any('"usage"' in line for line in lines)
+
+    question = "What is a bigram language model?"
+    chat = {"model": "karpathy-gpt", "messages": [{"role": "user", "content": question}]}
+    reply = httpx.post(kgpt.url + "/v1/chat/completions", json=chat, timeout=120).json()
+    answer = reply["choices"][0]["message"]["content"]
+    passages = [source["text"] for source in reply["choices"][0]["sources"]]
+    assert answer.strip()
+    assert reply["usage"] == {
+        "prompt_tokens": word_pieces(question, *passages),
+        "completion_tokens": word_pieces(answer),
+        "total_tokens": word_pieces(question, *passages) + word_pieces(answer),
+    }
 
 
 def test_a_client_that_disconnects_stops_the_generation_on_the_model_server(kgpt, llama):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from .admission import Admission, JointTicket, Place, Ticket, admit_all
 from .base import AnswerBusy, Answerer, AnswerError, Message
 from .registry import CHOICES, PROVIDERS, check_answerer, choose_answerer, make_answerer
+from .usage import Usage
 
 __all__ = [
     "Admission",
@@ -18,6 +19,7 @@ __all__ = [
     "PROVIDERS",
     "Place",
     "Ticket",
+    "Usage",
     "admit_all",
     "check_answerer",
     "choose_answerer",

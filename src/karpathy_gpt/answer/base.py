@@ -8,6 +8,9 @@ A conversation's earlier turns come along as ``history`` (oldest first, already 
 caller); providers with a language model may use them, and may rewrite a follow-up into a
 standalone question for retrieval (``rewrite``). Providers without one ignore both.
 
+A provider whose model counts tokens reports the answer's counts into the ``usage`` record it
+is handed, once the answer is complete (see ``usage``); the others leave it to be counted.
+
 Before streaming, an endpoint asks for a place with ``admit()`` (see ``admission``): a provider
 that can only write so many answers at once raises ``AnswerBusy`` there, which the app turns
 into a 503 with ``Retry-After`` before any response has started.
@@ -22,8 +25,9 @@ from typing import Literal, TypedDict
 from ..retrieval import Retrieval
 from .admission import UNLIMITED, Ticket
 from .errors import AnswerBusy, AnswerError
+from .usage import Usage
 
-__all__ = ["Answerer", "AnswerBusy", "AnswerError", "Message"]
+__all__ = ["Answerer", "AnswerBusy", "AnswerError", "Message", "Usage"]
 
 
 class Message(TypedDict):
@@ -36,8 +40,11 @@ class Answerer(ABC):
     name: str
 
     @abstractmethod
-    def stream(self, retrieval: Retrieval, history: Sequence[Message] = ()) -> AsyncIterator[str]:
-        """Yield the answer's tokens; raise AnswerError when the provider fails."""
+    def stream(
+        self, retrieval: Retrieval, history: Sequence[Message] = (), usage: Usage | None = None
+    ) -> AsyncIterator[str]:
+        """Yield the answer's tokens; raise AnswerError when the provider fails. A provider
+        whose model counts tokens reports them into ``usage`` when the answer is complete."""
 
     def admit(self) -> Ticket:
         """A place for one answer stream, held from ``async with ticket`` (or ``ticket.hold``)

@@ -6,7 +6,8 @@ of their score, since a good answer in a transcript rarely fits one sentence. Th
 do not repeat one another (a lecture says the same thing in several words) are cleaned of spoken
 filler ("So", "um", "the the") and streamed in passage order, each followed by the citation of
 its passage. Only deletions are made: no word is added or changed. When the best passage is not
-similar enough to the question, it says so instead of quoting noise.
+similar enough to the question, it says so instead of quoting noise. No model counts tokens
+here: an answer's usage is counted in MiniLM word pieces (see ``usage``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..lexical import tokenize
 from ..retrieval import Retrieval
 from ..text import normalise, sentence_spans
 from .base import Answerer, Message
+from .usage import Usage
 
 NOT_FOUND = (
     "I could not find this in the lectures: none of the retrieved passages is close enough to "
@@ -81,9 +83,11 @@ class ExtractiveAnswerer(Answerer):
         self.max_redundancy = max_redundancy
 
     async def stream(
-        self, retrieval: Retrieval, history: Sequence[Message] = ()
+        self, retrieval: Retrieval, history: Sequence[Message] = (), usage: Usage | None = None
     ) -> AsyncIterator[str]:
         answer = await run_in_threadpool(self.compose, retrieval)
+        if usage is not None:  # no model counts here: word pieces, off the event loop
+            await run_in_threadpool(usage.settle, retrieval, answer)
         for token in _TOKEN.findall(answer):
             yield token
 

@@ -12,6 +12,11 @@ flag is set: the token loop checks it after every token, and llama.cpp's abort c
 it during prompt evaluation (a long prompt on a CPU takes seconds), so the model is free for
 the next request within a token's time.
 
+Usage: llama.cpp's streamed chunks carry no token counts, so the model's ``generate`` is
+counted as it runs (``_counting_llama``): the prompt tokens it is given and the tokens it
+samples, the end-of-generation token excluded, which is how llama-cpp-python counts a
+non-streamed completion's ``usage``.
+
 Threads: ``n_threads=1`` for generation and ``n_threads_batch=2`` for prompt evaluation stay
 fast while anything else uses a core: two generation threads wait on each other when one of
 them is descheduled, every token.
@@ -23,9 +28,11 @@ import asyncio
 import ctypes
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import aclosing
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from ..config import Settings
@@ -33,6 +40,7 @@ from ..retrieval import Retrieval
 from .admission import Admission, Ticket
 from .base import Answerer, AnswerError, Message
 from .prompt import REWRITE_MAX_TOKENS, chat_messages, rewrite_with
+from .usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +62,7 @@ class GGUFAnswerer(Answerer):
         llama_cpp = check_settings(model_path, chat_format)
         path = Path(model_path).expanduser()
         try:
-            self.llm = llama_cpp.Llama(
+            self.llm = _counting_llama(llama_cpp)(
                 model_path=str(path),
                 n_ctx=context,
                 n_threads=threads,
@@ -114,8 +122,10 @@ class GGUFAnswerer(Answerer):
     def admit(self) -> Ticket:
         return self.admission.admit()
 
-    def stream(self, retrieval: Retrieval, history: Sequence[Message] = ()) -> AsyncIterator[str]:
-        return self._generate(chat_messages(retrieval, history), self.max_tokens)
+    def stream(
+        self, retrieval: Retrieval, history: Sequence[Message] = (), usage: Usage | None = None
+    ) -> AsyncIterator[str]:
+        return self._generate(chat_messages(retrieval, history), self.max_tokens, usage)
 
     async def rewrite(self, question: str, history: Sequence[Message]) -> str | None:
         """The follow-up made standalone, or None if the model is busy past the time allowed.
@@ -130,7 +140,7 @@ class GGUFAnswerer(Answerer):
             return "".join([token async for token in tokens])
 
     async def _generate(
-        self, messages: list[dict[str, str]], max_tokens: int
+        self, messages: list[dict[str, str]], max_tokens: int, usage: Usage | None = None
     ) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         tokens: asyncio.Queue = asyncio.Queue()
@@ -139,7 +149,7 @@ class GGUFAnswerer(Answerer):
         def put(item: object) -> None:
             _call_soon(loop, tokens.put_nowait, item)
 
-        self._last_job = self._engine.submit(self._run, messages, max_tokens, cancel, put)
+        self._last_job = self._engine.submit(self._run, messages, max_tokens, cancel, put, usage)
         try:
             while True:
                 item = await tokens.get()
@@ -157,12 +167,15 @@ class GGUFAnswerer(Answerer):
         max_tokens: int,
         cancel: threading.Event,
         put: Callable[[object], None],
+        usage: Usage | None = None,
     ) -> None:
-        """On the model thread: generate, handing each token to ``put`` until told to stop."""
+        """On the model thread: generate, handing each token to ``put`` until told to stop;
+        the counts go to ``usage`` once the answer is complete."""
         if cancel.is_set():
             return put(_END)
         self._cancel = cancel
         self._abort_checks(True)
+        self.llm.tally = tally = _Tally()
         try:
             chunks = self.llm.create_chat_completion(
                 messages=messages, stream=True, temperature=0, max_tokens=max_tokens
@@ -177,6 +190,8 @@ class GGUFAnswerer(Answerer):
                         put(text)
             finally:
                 chunks.close()
+            if usage is not None and tally.prompt_tokens and not cancel.is_set():
+                usage.report(tally.prompt_tokens, tally.completion_tokens)
             put(_END)
         except Exception as exc:
             # An abort during prompt evaluation surfaces as "llama_decode returned 2".
@@ -184,6 +199,7 @@ class GGUFAnswerer(Answerer):
         finally:
             self._abort_checks(False)
             self._cancel = None
+            self.llm.tally = None
 
     def _abort_checks(self, on: bool) -> None:
         """llama.cpp's abort callback, on only while the prompt is evaluated.
@@ -211,6 +227,51 @@ class GGUFAnswerer(Answerer):
         self._engine.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(self._engine.shutdown, wait=True)
         self.llm.close()
+
+
+@dataclass
+class _Tally:
+    """One generation's token counts, as llama-cpp-python counts a completion's usage."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def count(
+        self, prompt: Sequence[int], tokens: Generator[int, object, None], is_end: Callable
+    ) -> Iterator[int]:
+        """``tokens`` (llama's ``generate``) passed through, counted."""
+        self.prompt_tokens, self.completion_tokens = len(prompt), 0
+        sent = None
+        try:
+            while True:
+                token = tokens.send(sent)
+                if not is_end(token):
+                    self.completion_tokens += 1
+                sent = yield token
+        except StopIteration:
+            return
+        finally:
+            tokens.close()
+
+
+@cache
+def _counting_llama(llama_cpp):
+    """``llama_cpp.Llama`` whose ``generate`` (the loop under every completion) is counted
+    into ``tally`` while one is set: streamed chunks carry no usage."""
+
+    class CountingLlama(llama_cpp.Llama):
+        tally: _Tally | None = None
+
+        def generate(self, tokens, *args, **kwargs):
+            generated = super().generate(tokens, *args, **kwargs)
+            if self.tally is None:
+                return generated
+            vocab = llama_cpp.llama_model_get_vocab(self.model)
+            return self.tally.count(
+                tokens, generated, lambda token: llama_cpp.llama_vocab_is_eog(vocab, token)
+            )
+
+    return CountingLlama
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable, *args: object) -> None:

@@ -11,6 +11,10 @@ with whatever they have loaded. The API key is passed to the client and never lo
 
 When the consumer stops early (the client went away), closing the generator closes the HTTP
 response, so the model server sees the disconnect and stops generating.
+
+The stream is asked with ``stream_options: {"include_usage": true}``, so the server's own token
+counts come in a last chunk and are reported into the ``usage`` record; a server that sends
+none leaves the record to be counted (see ``usage``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from ..config import Settings
 from ..retrieval import Retrieval
 from .base import Answerer, AnswerError, Message
 from .prompt import REWRITE_MAX_TOKENS, chat_messages, rewrite_with
+from .usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +77,7 @@ class OpenAIAnswerer(Answerer):
         )
 
     async def stream(
-        self, retrieval: Retrieval, history: Sequence[Message] = ()
+        self, retrieval: Retrieval, history: Sequence[Message] = (), usage: Usage | None = None
     ) -> AsyncIterator[str]:
         response = None
         try:
@@ -85,6 +90,8 @@ class OpenAIAnswerer(Answerer):
                             chunk = await anext(chunks)
                     except StopAsyncIteration:
                         break
+                    if chunk.usage is not None and usage is not None:  # the last chunk
+                        usage.report(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                     if chunk.choices and chunk.choices[0].delta.content:
                         yield chunk.choices[0].delta.content
         except (TimeoutError, openai.APITimeoutError) as exc:
@@ -114,6 +121,7 @@ class OpenAIAnswerer(Answerer):
                         temperature=0,
                         max_tokens=self.max_tokens,
                         stream=True,
+                        stream_options={"include_usage": True},
                     )
             except openai.APITimeoutError:
                 raise

@@ -22,7 +22,16 @@ from fastapi import Request
 from starlette.background import BackgroundTask
 from threadpoolctl import threadpool_limits
 
-from ..answer import Admission, Answerer, JointTicket, Message, Place, admit_all, make_answerer
+from ..answer import (
+    Admission,
+    Answerer,
+    JointTicket,
+    Message,
+    Place,
+    Usage,
+    admit_all,
+    make_answerer,
+)
 from ..config import Settings
 from ..conversation import retrieval_query
 from ..embedding import Embedder
@@ -85,7 +94,9 @@ class Service:
         )
         return service
 
-    async def answer(self, question: str, k: int, history: Sequence[Message] = ()) -> Answer:
+    async def answer(
+        self, question: str, k: int, history: Sequence[Message] = (), *, counted: bool = False
+    ) -> Answer:
         """Everything an answer stream needs before its response starts, for every endpoint.
 
         A place is taken first (AnswerBusy, a 503 + Retry-After, while nothing has streamed);
@@ -93,6 +104,8 @@ class Service:
         rewrite asks the model too, and the GGUF model writes one thing at a time); then the
         passages are retrieved. The place is the caller's to give back: ``async with`` the
         answer, or ``answer.releasing()`` as the streaming response's background task.
+        ``counted``: the answerer is handed a ``Usage`` to fill (/v1 reports it; the other
+        endpoints do not, so they skip the count where no model makes one).
         """
         ticket = self.admit_answer()
         try:
@@ -104,7 +117,9 @@ class Service:
         except BaseException:
             ticket.release()
             raise
-        return Answer(retrieval, ticket.hold(self.answerer.stream(retrieval, history)), ticket)
+        usage = Usage() if counted else None  # the model's counts, or counted (answer/usage.py)
+        tokens = ticket.hold(self.answerer.stream(retrieval, history, usage))
+        return Answer(retrieval, tokens, ticket, usage or Usage())
 
     def admit_answer(self) -> JointTicket:
         """A place for one answer stream; raises AnswerBusy (-> 503) when there is none.
@@ -145,11 +160,16 @@ class Service:
 @dataclass
 class Answer:
     """An admitted answer: its passages, its tokens (held in the answerer's slot as they are
-    read), and the place it holds until its response ends."""
+    read), the place it holds until its response ends, and its token usage (if counted)."""
 
     retrieval: Retrieval
     tokens: AsyncIterator[str]
     place: Place
+    usage: Usage = field(default_factory=Usage)
+
+    def usage_of(self, text: str) -> dict[str, int]:
+        """OpenAI's ``usage`` of the complete answer ``text``: the model's counts, or counted."""
+        return self.usage.settle(self.retrieval, text)
 
     def releasing(self) -> BackgroundTask:
         """The place given back when a streaming response ends, or never starts."""

@@ -8,10 +8,12 @@ along as ``sources`` on the choice, as PrivateGPT sends them: in ``choices[0].so
 A stream is ``data: {json}`` events framed by a blank line and ends with ``data: [DONE]``; an
 answer provider that fails mid-stream sends ``data: {"error": {...}}`` and then ``[DONE]``.
 Every refusal is OpenAI's error shape, ``{"error": {"message", "type", "param", "code"}}``
-(api/errors.py).
+(api/errors.py). A ``chat.completion`` carries ``usage``, and so does a stream's last chunk
+when asked with ``stream_options.include_usage`` (answer/usage.py).
 
 - ``schema``: the request models, reading and checking a request, its OpenAPI description
-- ``responses``: the completion, its stream of chunks, the cited sources
+- ``options``: what is done with each option clients send beyond the conversation
+- ``responses``: the completion, its stream of chunks with usage, the cited sources
 - ``routes``: /v1/models and /v1/chat/completions
 """
 

@@ -1,12 +1,14 @@
 """What /v1 sends back: OpenAI's own response types (from the ``openai`` package), with the
-cited passages as ``sources`` on the choice, as PrivateGPT sends them."""
+cited passages as ``sources`` on the choice, as PrivateGPT sends them. A ``chat.completion``
+carries ``usage``, and so does a stream's last chunk when asked with
+``stream_options.include_usage`` (see answer/usage.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import cache
 from types import SimpleNamespace
 from typing import Any
@@ -71,7 +73,9 @@ def model_card(name: str) -> dict:
     return model.model_dump(exclude_unset=True)
 
 
-async def completion(tokens: AsyncIterator[str], head: dict, sources: list[dict]) -> dict:
+async def completion(
+    tokens: AsyncIterator[str], head: dict, sources: list[dict], usage_of: Callable[[str], dict]
+) -> dict:
     try:
         text = "".join([token async for token in tokens])
     except AnswerError as exc:  # a 502 in OpenAI's shape (api/errors.py)
@@ -88,18 +92,26 @@ async def completion(tokens: AsyncIterator[str], head: dict, sources: list[dict]
         logprobs=None,
         sources=sources,
     )
-    body = types.ChatCompletion(object="chat.completion", choices=[choice], **head)
+    body = types.ChatCompletion(
+        object="chat.completion", choices=[choice], usage=usage_of(text), **head
+    )
     return body.model_dump(mode="json", exclude_unset=True)
 
 
 async def completion_events(
-    tokens: AsyncIterator[str], head: dict, sources: list[dict]
+    tokens: AsyncIterator[str],
+    head: dict,
+    sources: list[dict],
+    usage_of: Callable[[str], dict] | None = None,
 ) -> AsyncIterator[dict]:
-    """``chat.completion.chunk`` events: the role and sources, the tokens, the stop, [DONE]."""
+    """``chat.completion.chunk`` events: the role and sources, the tokens, the stop, with
+    ``usage_of`` a last chunk with the usage and no choices (as OpenAI sends it), [DONE]."""
     delta = openai_types().ChoiceDelta
     yield _chunk(head, delta(role="assistant", content=""), sources)
+    text = []
     try:
         async for token in tokens:
+            text.append(token)
             yield _chunk(head, delta(content=token))
     except AnswerError as exc:
         log.warning("answer provider failed mid-stream: %s", exc)
@@ -112,6 +124,11 @@ async def completion_events(
         yield DONE
         return
     yield _chunk(head, delta(), finish_reason="stop")
+    if usage_of is not None:
+        usage = openai_types().ChatCompletionChunk(
+            object="chat.completion.chunk", choices=[], usage=usage_of("".join(text)), **head
+        )
+        yield event(usage.model_dump(mode="json", exclude_unset=True))
     yield DONE
 
 

@@ -51,16 +51,18 @@ async def chat_completions(request: Request, service: ServiceDep) -> Response:
     question, history = conversation(chat, settings.max_question_chars)
     history = bound_history(history, settings.history_messages)
     # AnswerBusy (a 503 + Retry-After) before anything streams; see Service.answer.
-    answer = await service.answer(question, chat.k or settings.default_k, history)
+    answer = await service.answer(question, chat.k or settings.default_k, history, counted=True)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": chat.model}
     sources = [source(hit, n) for n, hit in enumerate(answer.retrieval.hits, start=1)]
     if chat.stream:
+        asked = chat.stream_options is not None and chat.stream_options.include_usage
+        usage_of = answer.usage_of if asked else None  # a last chunk only when asked
         return event_stream(
-            completion_events(answer.tokens, head, sources),
+            completion_events(answer.tokens, head, sources, usage_of),
             farewell=event(error_body(SHUTTING_DOWN_MESSAGE, "server_error", code="shutdown")),
             sep="\n",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             background=answer.releasing(),
         )
     async with answer:
-        return JSONResponse(await completion(answer.tokens, head, sources))
+        return JSONResponse(await completion(answer.tokens, head, sources, answer.usage_of))

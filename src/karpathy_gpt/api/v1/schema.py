@@ -1,5 +1,6 @@
 """OpenAI's chat request as pydantic models: read and checked here, and described in OpenAPI
-from the same models (sampling options are accepted and left to the answerer's settings)."""
+from the same models (sampling options are accepted and left to the answerer's settings; what
+is done with each other option a client may send is in ``options``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ...answer import Message
 from ...errors import RequestError
 from ...retrieval import QuestionError, checked_question
 from ..requests import has_lone_surrogates, json_body, read_capped
+from .options import StreamOptions, unsupported
 
 #: A whole conversation fits many times over; the question itself is capped by its own limit.
 MAX_CHAT_BODY_BYTES = 512 * 1024
@@ -100,6 +102,7 @@ class ChatRequest(BaseModel):
     model: StrictStr = Field(examples=["karpathy-gpt"])
     messages: list[ChatMessage] = Field(min_length=1)
     stream: StrictBool | None = False
+    stream_options: StreamOptions | None = None
     n: StrictInt | None = Field(None, json_schema_extra=lambda schema: _only_one(schema))
     k: StrictInt | None = Field(None, ge=1, le=20, description="passages (not OpenAI's)")
 
@@ -150,12 +153,15 @@ async def read_chat(request: Request) -> ChatRequest:
     if not isinstance(data, dict):
         raise RequestError('the body must be a JSON object: {"model": ..., "messages": [...]}')
     try:
-        return ChatRequest.model_validate(data)
+        chat = ChatRequest.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         param = _param(first["loc"])
         message = first["msg"].removeprefix("Value error, ")
         raise RequestError(f"{param}: {message}", param=param) from exc
+    if refused := unsupported(data):
+        raise RequestError(refused.message, param=refused.param, code="unsupported_value")
+    return chat
 
 
 def _param(loc: Sequence[int | str]) -> str:
