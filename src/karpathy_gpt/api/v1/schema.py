@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from ...answer import Message
+from ...config import Settings
 from ...errors import RequestError
 from ...retrieval import QuestionError, checked_question
 from ..requests import has_lone_surrogates, json_body, read_capped
@@ -104,7 +105,14 @@ class ChatRequest(BaseModel):
     stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
     n: StrictInt | None = Field(None, json_schema_extra=lambda schema: _only_one(schema))
-    k: StrictInt | None = Field(None, ge=1, le=20, description="passages (not OpenAI's)")
+    # Described with the default a request without k gets (api/app.py puts this server's in).
+    k: StrictInt | None = Field(
+        None,
+        ge=1,
+        le=20,
+        description="passages (not OpenAI's)",
+        json_schema_extra={"default": Settings.model_fields["default_k"].default},
+    )
 
     @field_validator("n")
     @classmethod
