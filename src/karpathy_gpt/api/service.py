@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -23,10 +24,10 @@ from starlette.background import BackgroundTask
 from threadpoolctl import threadpool_limits
 
 from ..answer import Admission, Answerer, JointTicket, Message, Place, admit_all, make_answerer
+from ..answer.extractive import NOT_COVERED
 from ..config import Settings
 from ..conversation import retrieval_query
-from ..embedding import Embedder
-from ..index.backend import open_index
+from ..index.backend import open_serving
 from ..retrieval import Retrieval, Retriever
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,7 @@ class Service:
         # thread on busy cores costs more than it saves, and the cores are the web server's
         # too. ONNX Runtime also uses one thread.
         threadpool_limits(limits=1, user_api="blas")
-        embedder = Embedder.from_settings(settings, threads=1)
-        store = open_index(settings, embedder)
+        store, embedder = open_serving(settings, threads=1)
         service = cls(
             settings=settings,
             retriever=Retriever(store, embedder),
@@ -104,7 +104,13 @@ class Service:
         except BaseException:
             ticket.release()
             raise
+        if self.refuses(retrieval):  # the model is not asked what the lectures do not cover
+            return Answer(retrieval, ticket.hold(refusal()), ticket)
         return Answer(retrieval, ticket.hold(self.answerer.stream(retrieval, history)), ticket)
+
+    def refuses(self, retrieval: Retrieval) -> bool:
+        """KGPT_REFUSE_OFFTOPIC for a model answerer (the extractive one decides itself)."""
+        return bool(self.settings.refuse_offtopic) and not retrieval.covered
 
     def admit_answer(self) -> JointTicket:
         """A place for one answer stream; raises AnswerBusy (-> 503) when there is none.
@@ -160,6 +166,11 @@ class Answer:
 
     async def __aexit__(self, *exc: object) -> None:
         self.place.release()
+
+
+async def refusal() -> AsyncIterator[str]:
+    for token in re.findall(r"\s*\S+", NOT_COVERED):
+        yield token
 
 
 def get_service(request: Request) -> Service:
