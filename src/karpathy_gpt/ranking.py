@@ -18,10 +18,9 @@ and did not help.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +50,7 @@ FEATURES = (
 )
 
 
-@dataclass
+@dataclass(slots=True, eq=False)
 class Sentence:
     lecture: str
     start: int  # in the lecture's text
@@ -121,6 +120,11 @@ def ranker(adapted: bool = True) -> Linear:
     return Linear(tuple(model["weights"]), model["bias"])
 
 
+@lru_cache(maxsize=8192)
+def _spans(text: str) -> list[tuple[int, int]]:
+    return sentence_spans(text)
+
+
 def gather(candidates: Candidates) -> list[Sentence]:
     """The sentences of the candidate chunks (each once, linked to its neighbours), and those
     of the chunks that follow them, which only lengthen windows."""
@@ -130,7 +134,7 @@ def gather(candidates: Candidates) -> list[Sentence]:
     def sentences_of(chunk: Chunk, vectors: np.ndarray, after: int) -> list[Sentence]:
         lecture, offset = chunk.metadata["id"], chunk.metadata["start_char"]
         times = chunk.metadata.get("sentence_times")
-        spans = sentence_spans(chunk.text)
+        spans = _spans(chunk.text)
         out = []
         for n, ((a, b), vector) in enumerate(zip(spans, vectors, strict=True)):
             if offset + a < after:
@@ -159,55 +163,82 @@ def gather(candidates: Candidates) -> list[Sentence]:
     return list(scored.values())
 
 
+def terms_of(texts: list[str]) -> list[frozenset[str]]:
+    """The BM25 terms of each text (normalised, stemmed, without stop words), remembered: the
+    same sentences come back question after question, and tokenising is the costly part."""
+    missing = list(dict.fromkeys(t for t in texts if t not in _TERMS))
+    if missing:
+        if len(_TERMS) + len(missing) > MAX_REMEMBERED:
+            _TERMS.clear()
+        for text, terms in zip(missing, tokenize([normalise(t) for t in missing]), strict=True):
+            _TERMS[text] = frozenset(terms)
+    return [_TERMS[t] for t in texts]
+
+
+_TERMS: dict[str, frozenset[str]] = {}
+MAX_REMEMBERED = 50_000  # sentences' terms kept (a few MB); then forgotten and relearnt
+
+
 def features(question: str, vector: np.ndarray, candidates: Candidates, sentences: list[Sentence]):
     """One row of FEATURES per sentence, and the question's terms."""
     items = candidates.items
-    terms = set(tokenize([normalise(question)])[0])
-    weight = sum(candidates.idf(t) for t in terms) or 1.0
-    words = [set(t) for t in tokenize([normalise(s.text) for s in sentences])]
-    word_of = {id(s): w for s, w in zip(sentences, words, strict=True)}
-    cosine = {id(s): float(s.vector @ vector) for s in sentences}
-    best_chunk = max(c.similarity for c in items)
-    best_bm25 = max(c.lexical for c in items) or 1.0
-    best_sentence = max(cosine.values())
+    terms = sorted(set(tokenize([normalise(question)])[0]))
+    idf = np.array([candidates.idf(t) for t in terms])
+    weight = idf.sum() or 1.0
+    # Every sentence a row reads: the scored ones first, then their neighbours.
+    position = {id(s): n for n, s in enumerate(sentences)}
+    every = list(sentences)
+    for s in sentences:
+        for x in _around(s):
+            if id(x) not in position:
+                position[id(x)] = len(every)
+                every.append(x)
+    held = np.array(  # which of the question's terms each sentence holds
+        [[t in bag for t in terms] for bag in terms_of([x.text for x in every])], dtype=bool
+    ).reshape(len(every), len(terms))
+    cosine = np.vstack([x.vector for x in every]) @ vector
+    n = len(sentences)
 
-    def cos(s: Sentence | None, default: float) -> float:
-        if s is None:
-            return default
-        if id(s) not in cosine:
-            cosine[id(s)] = float(s.vector @ vector)
-        return cosine[id(s)]
+    def at(rows: list[Sentence | None]) -> np.ndarray:
+        """Each row's neighbour's position in ``every``, or -1 where there is none."""
+        return np.array([position[id(x)] if x is not None else -1 for x in rows], dtype=int)
 
-    def share(bag: set[str]) -> float:
-        return sum(candidates.idf(t) for t in terms & bag) / weight
+    before = at([s.before for s in sentences])
+    after = at([s.after for s in sentences])
+    after2 = at([s.after.after if s.after else None for s in sentences])
+    own = cosine[:n]
 
-    rows = []
-    for s, own in zip(sentences, words, strict=True):
-        c = cosine[id(s)]
-        after = s.after.after if s.after else None
-        around = set(own)
-        for other in (s.before, s.after, after):
-            if other is not None:
-                around |= word_of.get(id(other)) or set(tokenize([normalise(other.text)])[0])
-        holders = [items[h] for h in s.holders]
-        chunk = max(h.similarity for h in holders)
-        rows.append(
-            [
-                c,
-                max(cos(s.before, c), cos(s.after, c)),
-                (c + cos(s.after, c) + cos(after, c)) / 3,
-                chunk,
-                chunk - best_chunk,
-                max(h.lexical for h in holders) / best_bm25,
-                math.log(min(h.dense_rank for h in holders)),
-                math.log(min(h.lexical_rank for h in holders)),
-                share(own),
-                share(around),
-                math.log(len(s.text) + 1),
-                c - best_sentence,
-            ]
-        )
-    return np.array(rows, dtype=np.float64).reshape(-1, len(FEATURES)), terms
+    def neighbour(where: np.ndarray) -> np.ndarray:
+        return np.where(where >= 0, cosine[where], own)
+
+    window = held[:n].copy()
+    for where in (before, after, after2):
+        window |= np.where((where >= 0)[:, None], held[where], False)
+    chunk = np.array([max(items[h].similarity for h in s.holders) for s in sentences])
+    rows = np.column_stack(
+        [
+            own,
+            np.maximum(neighbour(before), neighbour(after)),
+            (own + neighbour(after) + neighbour(after2)) / 3,
+            chunk,
+            chunk - max(c.similarity for c in items),
+            np.array([max(items[h].lexical for h in s.holders) for s in sentences])
+            / (max(c.lexical for c in items) or 1.0),
+            np.log([min(items[h].dense_rank for h in s.holders) for s in sentences]),
+            np.log([min(items[h].lexical_rank for h in s.holders) for s in sentences]),
+            held[:n] @ idf / weight,
+            window @ idf / weight,
+            np.log([len(s.text) + 1 for s in sentences]),
+            own - own.max(),
+        ]
+    )
+    return rows.astype(np.float64).reshape(-1, len(FEATURES)), set(terms)
+
+
+def _around(s: Sentence) -> list[Sentence]:
+    """The sentence before it and the two after it, where there are."""
+    after = s.after.after if s.after else None
+    return [x for x in (s.before, s.after, after) if x is not None]
 
 
 def rank(

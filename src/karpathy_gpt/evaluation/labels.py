@@ -40,6 +40,7 @@ class Labelled:
     reference_answer: str = ""
     type: str = ""  # fact, why, how, code, ...; the file's name when it gives none
     quote: str = ""  # the transcript's words that answer it, when labelled
+    source: str = ""  # the name of the file it came from
 
     def holds(self, lecture: str, text: str) -> bool:
         """Whether ``text`` of ``lecture`` holds the answer."""
@@ -71,6 +72,7 @@ def load_questions(path: Path) -> list[Labelled]:
             reference_answer=row.get("reference_answer", ""),
             type=row.get("type") or path.stem,
             quote=row.get("quote", ""),
+            source=path.name,
         )
         for row in _rows(path)
     ]

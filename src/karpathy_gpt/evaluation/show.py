@@ -48,6 +48,17 @@ def answers(judged: Sequence[Judged], off: Sequence[Judged]) -> dict:
     }
 
 
+def by_source(measured) -> dict:
+    main = measured.cv if measured.cv is not None else measured.served
+    out: dict[str, dict] = {}
+    for q, j in zip(measured.labelled, main, strict=True):
+        out.setdefault(q.source, {"hit@2400": [], "hit@1": [], "answer": []})
+        out[q.source]["hit@2400"].append(float(j.found.within[2400]))
+        out[q.source]["hit@1"].append(float(j.found.rank == 1))
+        out[q.source]["answer"].append(float(bool(j.holds)))
+    return {s: {m: vars(interval(v)) for m, v in d.items()} for s, d in out.items()}
+
+
 def as_json(measured) -> dict:
     rows = rows_of(measured)
     served = [j.found for j in measured.served]
@@ -71,6 +82,7 @@ def as_json(measured) -> dict:
                 for k, v in answers(main, main_off).items()
             },
         },
+        "by_file": by_source(measured),
         "refusal_curve": curve(main, main_off) if main_off else [],
         "label_problems": [vars(p) for p in measured.label_problems],
     }
@@ -107,6 +119,20 @@ def show(measured, console: Console) -> None:
             )
     main = measured.cv if measured.cv is not None else measured.served
     main_off = measured.cv_off if measured.cv_off is not None else measured.served_off
+    sources = [q.source for q in measured.labelled]
+    if len(set(sources)) > 1:
+        console.print(f"{main_name} by file (hit@2400, hit@1, answer holds the evidence):")
+        for source in dict.fromkeys(sources):
+            mine = [j for j, s in zip(main, sources, strict=True) if s == source]
+            figures = [
+                interval([float(bool(x)) for x in values]).percent()
+                for values in (
+                    [j.found.within[2400] for j in mine],
+                    [j.found.rank == 1 for j in mine],
+                    [j.holds for j in mine],
+                )
+            ]
+            console.print(f"  {source:22} n={len(mine):<4}" + "".join(f"{f:>21}" for f in figures))
     types = by_type([j.type for j in main], [j.found.within[2400] for j in main])
     console.print(
         f"{main_name} hit@2400 by type: "
