@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from karpathy_gpt.answer.extractive import ExtractiveAnswerer
+import re
+
+import numpy as np
+
+from karpathy_gpt.answer.extractive import NOT_COVERED, ExtractiveAnswerer
 from karpathy_gpt.chunking import Chunk
 from karpathy_gpt.embedding import Embedder
 from karpathy_gpt.retrieval import Retrieval
@@ -36,13 +40,36 @@ def retrieval(embedder: Embedder) -> Retrieval:
     return Retrieval(QUESTION, embedder.embed_one(normalise(QUESTION)), hits)
 
 
-def test_a_sentence_that_repeats_a_chosen_one_is_passed_over(embedder):
+def ranked(embedder: Embedder, scores: list[list[float]], covered: bool = True) -> Retrieval:
     found = retrieval(embedder)
-    repeats = ExtractiveAnswerer(max_sentences=2, max_redundancy=2.0).compose(found)
-    assert "once again continuing" in repeats and "continuing our implementation" in repeats
-    answer = ExtractiveAnswerer(max_sentences=2).compose(found)
-    assert answer.count("continuing our implementation") == 1
-    assert "Under the hood, makemore is a character-level language model. [3]" in answer
+    for hit, row in zip(found.hits, scores, strict=True):
+        hit.sentence_scores = np.array(row)
+    found.covered = covered
+    return found
+
+
+def test_the_answer_opens_with_the_best_sentence_and_goes_on_from_it(embedder):
+    found = ranked(embedder, [[0.1, 0.0], [0.2, 0.1], [0.9, 0.3]])
+    answer = ExtractiveAnswerer().compose(found)
+    assert answer.startswith("Under the hood, makemore is a character-level language model. It ")
+    assert "[3]" in answer and len(answer) <= 700 + len(" [1] [2] [3]")
+    # Only deletions: every word is the lectures' own, in their order within a piece.
+    lectures = " ".join(PASSAGES).lower()
+    for piece in re.split(r" \[\d\] ?", answer):
+        for sentence in filter(None, re.split(r"(?<=\.) ", piece)):
+            assert sentence.lower().rstrip(".") in lectures, sentence
+
+
+def test_an_answer_too_short_for_its_passage_goes_on_with_the_next_best(embedder):
+    found = ranked(embedder, [[0.5, 0.1], [0.2, 0.1], [0.9, 0.3]])
+    answer = ExtractiveAnswerer().compose(found)
+    assert answer.index("[3]") < answer.index("[1]")  # best first, then the next best
+
+
+def test_a_question_the_lectures_do_not_cover_is_refused_plainly(embedder):
+    found = ranked(embedder, [[0.1, 0.0], [0.2, 0.1], [0.9, 0.3]], covered=False)
+    assert ExtractiveAnswerer().compose(found) == NOT_COVERED
+    assert "makemore" in ExtractiveAnswerer(refuse=False).compose(found)
 
 
 def test_a_chosen_piece_of_an_unpunctuated_caption_run_keeps_the_words_cut_off_after_it(embedder):

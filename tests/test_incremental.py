@@ -12,7 +12,7 @@ import pytest
 from support.timed_corpus import SRT_CUES, srt, write_timed_corpus
 
 from karpathy_gpt.config import Settings
-from karpathy_gpt.embedding_cache import FILE_NAME, EmbeddingCache
+from karpathy_gpt.embedding_cache import EmbeddingCache, file_name
 from karpathy_gpt.index.backend import ingest
 from karpathy_gpt.store.local import LocalStore
 from karpathy_gpt.text import normalise, sentence_spans
@@ -61,7 +61,7 @@ def add_lecture(settings: Settings) -> None:
 def test_only_the_changed_lecture_is_embedded(settings, embedder):
     first = ingest(settings, embedder)
     assert first.built and first.embedded_chunks == len(first.store)
-    assert first.reused == 0 and (settings.index_dir / FILE_NAME).is_file()
+    assert first.reused == 0 and (settings.index_dir / file_name(embedder.name)).is_file()
 
     again = ingest(settings, embedder)
     assert not again.built and again.embedded == 0
@@ -102,7 +102,7 @@ def test_only_the_changed_lecture_is_embedded(settings, embedder):
 
 def test_a_damaged_cache_only_costs_time(settings, embedder):
     first = ingest(settings, embedder)
-    (settings.index_dir / FILE_NAME).write_bytes(b"PK\x03\x04 not really a zip")
+    (settings.index_dir / file_name(embedder.name)).write_bytes(b"PK\x03\x04 not really a zip")
     add_lecture(settings)
     rebuilt = ingest(settings, embedder)
     assert rebuilt.built and rebuilt.embedded_chunks == len(rebuilt.store)
@@ -144,7 +144,7 @@ def test_ingest_command_counts_what_it_embedded(settings):
 
 def test_the_cache_keeps_every_key_it_saves(tmp_path):
     """A SHA-256 digest can end in zero bytes; those keys must survive the round trip."""
-    cache = EmbeddingCache(tmp_path / FILE_NAME, "model")
+    cache = EmbeddingCache(tmp_path / file_name("model"), "model")
     texts = [f"text {n}" for n in range(2000)]
     assert any(cache._key(t).endswith(b"\0") for t in texts)
     vectors = np.random.default_rng(0).standard_normal((len(texts), 4)).astype(np.float32)

@@ -130,12 +130,20 @@ def test_kill_9_during_ingest_leaves_the_previous_index_in_use(server, index_dir
 
 
 def test_sentence_vectors_line_up_with_each_chunks_sentences(small, embedder):
-    """The extractive answerer reads these rows instead of embedding on every question."""
+    """The ranker and the answerer read these rows instead of embedding on every question; a
+    passage's rows are its own sentences', in order."""
+    from karpathy_gpt.retrieval import Retriever
     from karpathy_gpt.text import normalise, sentence_spans
 
     store = open_index(small, embedder)
-    vector = embedder.embed_one("self-attention between tokens")
-    for hit in store.search("self-attention between tokens", vector, k=len(store)):
-        texts = [normalise(hit.chunk.text[s:e]) for s, e in sentence_spans(hit.chunk.text)]
-        assert hit.sentence_vectors.shape == (len(texts), 384)
-        assert abs(hit.sentence_vectors @ embedder.embed(texts).T - 1).diagonal().max() < 1e-4
+    query = "self-attention between tokens"
+    for candidate in store.candidates(query, embedder.embed_one(query)).items:
+        text = candidate.chunk.text
+        texts = [normalise(text[s:e]) for s, e in sentence_spans(text)]
+        assert candidate.sentence_vectors.shape == (len(texts), 384)
+        product = candidate.sentence_vectors @ embedder.embed(texts).T
+        assert abs(product - 1).diagonal().max() < 1e-4
+    for hit in Retriever(store, embedder).search(query, k=len(store)).hits:
+        texts = [normalise(hit.chunk.text[s:e]) for s, e in hit.sentence_spans]
+        product = hit.sentence_vectors @ embedder.embed(texts).T
+        assert abs(product - 1).diagonal().max() < 1e-4

@@ -64,8 +64,17 @@ def chunk_lecture(lecture: Lecture, size: int, overlap: int) -> list[Chunk]:
             metadata["start"] = round(times[0], 3)
             metadata["end"] = round(times[1], 3)
             metadata["link"] = lecture.link_at(times[0])
+            # When each sentence was said, so a passage cut around one links to its second.
+            metadata["sentence_times"] = [
+                _rounded(lecture.timeline.times(start + a, start + b) or times)
+                for a, b in sentence_spans(lecture.text[start:end])
+            ]
         chunks.append(Chunk(text=lecture.text[start:end], metadata=metadata))
     return chunks
+
+
+def _rounded(times: tuple[float, float]) -> list[float]:
+    return [round(times[0], 3), round(times[1], 3)]
 
 
 def chunk_lectures(lectures: list[Lecture], size: int, overlap: int) -> list[Chunk]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from pathlib import Path
@@ -15,8 +14,7 @@ from rich.console import Console
 from .config import Settings, get_settings
 
 if TYPE_CHECKING:
-    from .evaluation import Labelled, LabelProblem
-    from .store import Store
+    pass
 
 
 class App(typer.Typer):
@@ -80,8 +78,8 @@ def ingest(
 
     With KGPT_DATABASE_URL set, the index is published to PostgreSQL as a new version.
     """
+    from .adaptation import AdaptationError
     from .corpus import CorpusError
-    from .embedding import Embedder
     from .index.backend import ingest as ingest_corpus
     from .storage import StorageError
     from .store import DatabaseError
@@ -90,8 +88,8 @@ def ingest(
     started = time.perf_counter()
     logging.getLogger("karpathy_gpt").addHandler(logging.NullHandler())  # problems printed below
     try:
-        result = ingest_corpus(settings, Embedder.from_settings(settings), force=force, console=err)
-    except (CorpusError, DatabaseError, StorageError) as exc:
+        result = ingest_corpus(settings, force=force, console=err)
+    except (AdaptationError, CorpusError, DatabaseError, StorageError) as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc
     work = (
@@ -100,9 +98,10 @@ def ingest(
         if result.built
         else "already up to date"
     )
+    model = "adapted model" if result.embedder.adapted else "packaged model"
     console.print(
         f"index ready: {len(result.store)} chunks from {result.lectures} lectures at "
-        f"{result.store.path} ({work}; {time.perf_counter() - started:.1f}s)",
+        f"{result.store.path} ({model}; {work}; {time.perf_counter() - started:.1f}s)",
         highlight=False,
         soft_wrap=True,
     )
@@ -195,119 +194,60 @@ def _clock(seconds: float) -> str:
 
 @app.command("eval")
 def evaluate_cmd(
-    questions: Annotated[Path | None, typer.Option(help="Labelled questions (JSON lines).")] = None,
+    questions: Annotated[
+        list[Path] | None,
+        typer.Option(help="Labelled questions (JSON lines); repeat for several files."),
+    ] = None,
+    offtopic: Annotated[
+        list[Path] | None,
+        typer.Option(help="Questions the lectures do not answer (JSON lines); repeatable."),
+    ] = None,
     corpus: CorpusOption = None,
+    compare: Annotated[
+        bool, typer.Option(help="Also measure the seed design and plain RRF, paired.")
+    ] = False,
+    cv: Annotated[
+        bool, typer.Option(help="Also k-fold cross-validate the ranker and the refusal.")
+    ] = False,
+    fit: Annotated[
+        bool,
+        typer.Option(help="Cross-validate, then fit both on every question into weights.json."),
+    ] = False,
+    folds: Annotated[int, typer.Option(min=2, max=20, help="Folds of --cv and --fit.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    each: Annotated[bool, typer.Option(help="List every labelled question's rank.")] = False,
     report: Annotated[
         Path | None,
         typer.Option(help="Write report.md and PNG plots to this folder (needs matplotlib)."),
     ] = None,
-    test_set: Annotated[
-        Path | None, typer.Option(help="Questions + reference answers (CSV), for --report.")
-    ] = None,
-    chunk_sizes: Annotated[
-        str, typer.Option(help="Comma-separated chunk sizes compared by --report.")
-    ] = "400,800,1200",
 ) -> None:
-    """Retrieval quality on labelled questions: hit@1, hit@3, MRR@10 (or a full --report)."""
-    from .embedding import Embedder
-    from .evaluation import DEFAULT_QUESTIONS, DEFAULT_TEST_SET, evaluate, load_questions
-    from .index.backend import open_index
-    from .retrieval import Retriever
-
-    settings = _settings(corpus, answering=report is not None)
-    questions = questions or DEFAULT_QUESTIONS
-    labelled = load_questions(questions)
-    embedder = Embedder.from_settings(settings)
-    if report is not None:
-        _write_report(
-            settings,
-            embedder,
-            labelled,
-            questions,
-            test_set or DEFAULT_TEST_SET,
-            chunk_sizes,
-            report,
-        )
-        return
-    store = open_index(settings, embedder, console=err)
-    scores = evaluate(Retriever(store, embedder), labelled)
-    problems = _label_problems(settings, store, labelled)
-    if as_json:
-        console.print_json(
-            json.dumps(
-                {
-                    "questions": scores.total,
-                    "hit@1": scores.hit_at_1,
-                    "hit@3": scores.hit_at_3,
-                    "mrr@10": round(scores.mrr_at_10, 4),
-                    "ranks": scores.ranks,
-                    "label_problems": [vars(p) for p in problems],
-                }
-            )
-        )
-        return
-    for p in problems:
-        err.print(
-            f"[yellow]label:[/] {p.question!r} accepts lecture {p.lecture}, but {p.reason}, "
-            "so that lecture can never count as a hit: widen the evidence or drop the lecture.",
-            soft_wrap=True,
-        )
-    for q, rank in zip(labelled, scores.ranks, strict=True):
-        mark = "[green]✓[/]" if rank and rank <= 3 else "[red]✗[/]"
-        console.print(f"{mark} rank {rank or '-':>2}  {q.question}")
-    console.print(
-        f"\nhit@1 {scores.hit_at_1}/{scores.total}   hit@3 {scores.hit_at_3}/{scores.total}   "
-        f"MRR@10 {scores.mrr_at_10:.3f}"
-    )
-
-
-def _label_problems(
-    settings: Settings, store: Store, labelled: list[Labelled]
-) -> list[LabelProblem]:
-    """The labels' unreachable lectures, checked against the index's passages: the embedded
-    store's own, or for PostgreSQL (which keeps them in the database) the corpus chunked the
-    same way; none without a corpus."""
-    from .chunking import chunk_lectures
-    from .corpus import CorpusError, load_corpus
-    from .evaluation import label_problems
-    from .store.local import LocalStore
-
-    if isinstance(store, LocalStore):
-        return label_problems(labelled, store.chunks)
-    try:
-        lectures = load_corpus(settings.resolved_corpus_dir())
-    except CorpusError:
-        return []
-    chunks = chunk_lectures(lectures, settings.chunk_size, settings.chunk_overlap)
-    return label_problems(labelled, chunks)
-
-
-def _write_report(settings, embedder, labelled, questions, test_set, chunk_sizes, out) -> None:
+    """Retrieval and answers on labelled questions, refusals on off-topic ones, with 95%
+    intervals (default: every labelled set there is: docs/evaluation.md)."""
     from .answer import AnswerError
-    from .evaluation import load_test_set
-    from .report import measure, write
+    from .evaluation import run
 
+    settings = _settings(corpus, answering=True)
     try:
-        sizes = tuple(int(s) for s in chunk_sizes.split(",") if s.strip())
-    except ValueError as exc:
-        raise typer.BadParameter("--chunk-sizes takes whole numbers, e.g. 400,800,1200") from exc
-    if not test_set.is_file():
-        err.print(f"[red]error:[/] no test set at {test_set}; pass --test-set FILE.csv")
-        raise typer.Exit(2)
-    try:
-        measured = measure(
-            settings, embedder, labelled, load_test_set(test_set), sizes, console=err
+        measured = run.measure(
+            settings, questions, offtopic, compare=compare, cv=cv or fit, fit=fit,
+            folds=folds, console=err,
         )
     except AnswerError as exc:
-        err.print(f"[red]error:[/] the answerer failed, no report written: {exc}")
+        err.print(f"[red]error:[/] the answerer failed, nothing measured: {exc}", soft_wrap=True)
         raise typer.Exit(1) from exc
-    try:
-        path = write(measured, out, questions, test_set)
-    except RuntimeError as exc:  # matplotlib missing
-        err.print(f"[red]error:[/] {exc}")
+    except (RuntimeError, ValueError) as exc:  # a missing extra, a bad question file
+        err.print(f"[red]error:[/] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
-    console.print(f"report written: {path} (+ retrieval.png, answers.png)", highlight=False)
+    run.print_measured(measured, console, err, as_json=as_json, each=each)
+    if report is not None:
+        from .report import write
+
+        try:
+            path = write(measured, report, settings)
+        except RuntimeError as exc:  # matplotlib missing
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from exc
+        console.print(f"report written: {path}", highlight=False)
 
 
 if __name__ == "__main__":

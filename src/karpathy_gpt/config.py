@@ -67,6 +67,18 @@ class Settings(BaseSettings):
         REPO_ROOT / ".kgpt" / "models",
         description="where the ONNX exports of the model are kept (made once per machine)",
     )
+    adapt: bool = Field(
+        True,
+        description="adapt the embedding model to the corpus once, without labels (inverse "
+        "cloze, ~10 min on 2 cores, kept under `KGPT_MODEL_DIR`; docs/retrieval.md); `false` "
+        "serves the packaged model",
+    )
+    refuse_offtopic: bool | None = Field(
+        None,
+        description="say the lectures do not cover a question the retrieval judges off-topic, "
+        "instead of answering; unset: yes for the extractive answerer, no for models (which are "
+        "told to answer only from the passages)",
+    )
     chunk_size: int = Field(800, ge=100, le=5000, description="chunk length, in characters")
     chunk_overlap: int = Field(
         100, ge=0, le=1000, description="whole-sentence overlap of neighbouring chunks"

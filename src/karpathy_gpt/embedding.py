@@ -41,24 +41,27 @@ __all__ = ["BACKENDS", "DIMENSIONS", "MODEL_NAME", "Embedder", "OnnxEngine", "mo
 BACKENDS = get_args(EmbeddingBackend)
 
 
-def model_name(backend: str) -> str:
-    """What the vectors of ``backend`` are keyed by in indexes and the embedding cache."""
+def model_name(backend: str, source: Path | None = None) -> str:
+    """What the vectors of ``backend`` are keyed by in indexes and the embedding cache; an
+    adapted model (``source``, see adaptation.py) adds its folder's name, which is unique."""
+    name = MODEL_NAME if source is None else f"{MODEL_NAME}+{source.name}"
     if backend == "torch":
-        return MODEL_NAME  # the name every index was keyed by before the ONNX backends
-    return f"{MODEL_NAME}@{backend}.v{EXPORT_VERSION}"
+        return name  # the name every index was keyed by before the ONNX backends
+    return f"{name}@{backend}.v{EXPORT_VERSION}"
 
 
 class TorchEngine:
     """The model on torch via sentence-transformers, one forward pass at a time."""
 
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int | None = None, source: Path | None = None):
         import torch
         from sentence_transformers import SentenceTransformer
 
         if threads:
             torch.set_num_threads(threads)
         self.torch = torch
-        self._model = SentenceTransformer(str(model_dir()), device="cpu", local_files_only=True)
+        folder = str(source or model_dir())
+        self._model = SentenceTransformer(folder, device="cpu", local_files_only=True)
         self._lock = threading.Lock()  # concurrent callers queue here
 
     def encode(self, texts: list[str]) -> np.ndarray:
@@ -80,29 +83,37 @@ class Embedder:
         threads: int | None = None,
         backend: str | None = None,
         cache_dir: Path | None = None,
+        source: Path | None = None,
     ):
         """``threads``: compute threads of one forward pass (ONNX default 1; torch: torch's).
-        ``backend`` and ``cache_dir`` (where ONNX exports are kept) default to the settings."""
+        ``backend`` and ``cache_dir`` (where ONNX exports are kept) default to the settings.
+        ``source``: a sentence-transformers folder (an adapted model) instead of the packaged
+        one."""
         if backend is None or cache_dir is None:
             settings = get_settings()
             backend = backend or settings.embedding_backend
             cache_dir = cache_dir or settings.model_dir
         if backend not in BACKENDS:
             raise ValueError(f"embedding backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-        self.name = model_name(backend)
+        self.name = model_name(backend, source)
+        self.adapted = source is not None
         self._engine: OnnxEngine | TorchEngine
         if backend == "torch":
-            self._engine = TorchEngine(threads)
+            self._engine = TorchEngine(threads, source)
         else:
             quantized = backend == "onnx-int8"
-            path = onnx_model(cache_dir, quantized=quantized)
+            path = onnx_model(cache_dir, quantized=quantized, source=source)
             self._engine = OnnxEngine(path, threads or 1, quantized=quantized)
         self._parallel = 1  # batches run at once (ONNX inside a threads() block)
 
     @classmethod
-    def from_settings(cls, settings: Settings, threads: int | None = None) -> Embedder:
+    def from_settings(
+        cls, settings: Settings, threads: int | None = None, source: Path | None = None
+    ) -> Embedder:
         """The embedder ``settings`` name (backend and export folder), not the environment's."""
-        return cls(threads, backend=settings.embedding_backend, cache_dir=settings.model_dir)
+        return cls(
+            threads, backend=settings.embedding_backend, cache_dir=settings.model_dir, source=source
+        )
 
     def embed(
         self,

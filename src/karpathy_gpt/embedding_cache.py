@@ -1,7 +1,9 @@
 """Vectors already computed, by content hash: unchanged chunks and sentences are never re-embedded.
 
-One file beside the indexes, ``<index_dir>/embedding-cache.npz``: the SHA-256 of (model, text)
-of every cached text, its vector, and the build that last used it. It is rewritten whole to a
+One file per model beside the indexes, ``<index_dir>/embedding-cache-<hash of the model's
+name>.npz``, so models used in turn (the adapted one, the packaged one of the baselines) never
+evict each other: the SHA-256 of (model, text) of every cached text, its vector, and the build
+that last used it. It is rewritten whole to a
 temporary file and renamed over the old one, so a crash leaves either the old or the new cache;
 an unreadable cache is logged and started afresh (it only saves time, it decides nothing). Texts
 no build has used lately are dropped, so the file follows the corpus instead of growing forever.
@@ -21,9 +23,12 @@ from .storage import writing
 
 log = logging.getLogger(__name__)
 
-FILE_NAME = "embedding-cache.npz"
 MIN_KEPT = 20_000  # entries kept whatever their age (~30 MB of 384-d vectors)
 KEPT_PER_USED = 4  # and up to this many times what the latest build used
+
+
+def file_name(model: str) -> str:
+    return f"embedding-cache-{hashlib.sha256(model.encode()).hexdigest()[:10]}.npz"
 
 
 class EmbeddingCache:
@@ -54,7 +59,7 @@ class EmbeddingCache:
 
     @classmethod
     def load(cls, index_dir: Path, model: str) -> EmbeddingCache:
-        path = index_dir / FILE_NAME
+        path = index_dir / file_name(model)
         if not path.is_file():
             return cls(path, model)
         try:

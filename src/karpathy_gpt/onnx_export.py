@@ -85,36 +85,40 @@ def _remembered_hash(cache_dir: Path, source: Path) -> str:
     of weights at every start would cost a warm start ~0.1 s."""
     stats = [(source / name).stat() for name in MODEL_FILES]
     stamp = f"{source}|" + "|".join(f"{st.st_size}:{st.st_mtime_ns}" for st in stats)
-    memo = cache_dir / HASH_MEMO
+    memo = cache_dir / HASH_MEMO  # {stamp: hash}, one per model (packaged, adapted)
     try:
         remembered = json.loads(memo.read_text())
-        if remembered.get("stamp") == stamp:
-            return remembered["hash"]
-    except (OSError, ValueError, KeyError, AttributeError):
-        pass
+        remembered = remembered if isinstance(remembered, dict) else {}
+    except (OSError, ValueError):
+        remembered = {}
+    if isinstance(remembered.get(stamp), str):
+        return remembered[stamp]
     digest = model_hash(source)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"stamp": stamp, "hash": digest}))
+        tmp.write_text(json.dumps({**remembered, stamp: digest}))
         os.replace(tmp, memo)
     except OSError:  # a read-only cache folder: the hash is recomputed next time
         pass
     return digest
 
 
-def onnx_model(cache_dir: Path, quantized: bool) -> Path:
-    """The ONNX file of the packaged model, exported in a child process if not there yet."""
-    folder = export_dir(cache_dir)
+def onnx_model(cache_dir: Path, quantized: bool, source: Path | None = None) -> Path:
+    """The ONNX file of the packaged model (or of the sentence-transformers folder ``source``,
+    an adapted one), exported in a child process if not there yet."""
+    folder = export_dir(cache_dir, source)
     if not (folder / READY_FILE).is_file():
-        _export_in_child(cache_dir)
+        _export_in_child(cache_dir, source)
     return folder / (INT8_FILE if quantized else FP32_FILE)
 
 
-def _export_in_child(cache_dir: Path) -> None:
+def _export_in_child(cache_dir: Path, source: Path | None) -> None:
     started = time.perf_counter()
-    log.info("exporting all-MiniLM-L6-v2 to ONNX under %s (once per machine)", cache_dir)
+    log.info("exporting %s to ONNX under %s (once per model)", source or "MiniLM", cache_dir)
     cmd = [sys.executable, "-m", "karpathy_gpt.onnx_export", str(cache_dir)]
+    if source is not None:
+        cmd += ["--source", str(source)]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         last = result.stderr.strip().splitlines()[-1:] or [""]
@@ -127,9 +131,9 @@ def _export_in_child(cache_dir: Path) -> None:
     log.info("ONNX export ready in %.1fs", time.perf_counter() - started)
 
 
-def export(cache_dir: Path) -> Path:
-    """Export, fuse, check and quantise the packaged model into its folder (needs torch)."""
-    source = model_dir()
+def export(cache_dir: Path, source: Path | None = None) -> Path:
+    """Export, fuse, check and quantise the model into its folder (needs torch)."""
+    source = source or model_dir()
     final = export_dir(cache_dir, source)
     cache_dir.mkdir(parents=True, exist_ok=True)
     with open(cache_dir / ".export.lock", "w") as lock:
@@ -253,6 +257,7 @@ def _quantise(fp32: Path, out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cache_dir", type=Path)
+    parser.add_argument("--source", type=Path, help="a sentence-transformers folder to export")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -260,7 +265,7 @@ def main() -> None:
         with writing(
             args.cache_dir, "the ONNX export of the model", "KGPT_MODEL_DIR", EXPORT_BYTES
         ):
-            print(export(args.cache_dir))
+            print(export(args.cache_dir, args.source))
     except StorageError as exc:
         print(STORAGE_MARK + str(exc), file=sys.stderr)
         sys.exit(2)

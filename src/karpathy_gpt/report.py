@@ -1,164 +1,104 @@
-"""``karpathy-gpt eval --report DIR``: a Markdown report with PNG plots of how well it works.
+"""``karpathy-gpt eval --report DIR``: report.md and PNG plots of what eval measured.
 
-- retrieval: hit@1, hit@3 and MRR@10 of dense, BM25 and hybrid ranking at a few chunk sizes,
-  and the labels' accepted lectures that no passage can satisfy;
-- answers: the share of the active answerer's answers that hold their evidence, and each
-  test-set answer beside its reference with its ROUGE-L recall;
-- provenance: the commit and the settings that produced the figures.
+- retrieval: every measured row (served, cross-validated, baselines) with 95% intervals;
+- answers: evidence held, refusals, and the answers of the questions missed, beside the
+  reference answer when the label has one;
+- the refusal curve (off-topic refused against on-topic wrongly refused) with the chosen point;
+- provenance: the commit, the corpus, the models that produced the figures.
 
-Indexes for the extra chunk sizes are built in memory (the served index is left alone); vectors
-come from the embedding cache, so only chunk texts never seen before are embedded.
+Each file is written to a temporary name and renamed, so a failed write leaves no half report.
 """
 
 from __future__ import annotations
 
-import asyncio
+import os
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
-
-from .answer import Answerer, make_answerer
 from .config import REPO_ROOT, Settings
-from .corpus import read_corpus
-from .embedding import Embedder
-from .embedding_cache import EmbeddingCache
-from .evaluation import (
-    MODES,
-    Labelled,
-    LabelProblem,
-    Scores,
-    first_hit_rank,
-    label_problems,
-    ranked_chunks,
-    rouge_l_recall,
-    score_ranks,
-)
-from .index.backend import ingest
-from .index.build import build_store
-from .retrieval import Retriever
-
-DEFAULT_CHUNK_SIZES = (400, 800, 1200)
+from .evaluation.metrics import summary
+from .evaluation.show import METRICS, answers, curve, rows_of
 
 
-@dataclass
-class AnswerRow:
-    question: str
-    answer: str
-    reference: str = ""
-    evidence_held: bool | None = None  # labelled questions only
-    recall: float | None = None  # test-set questions only
-
-
-@dataclass
-class Report:
-    retrieval: dict[int, dict[str, Scores]]  # chunk size -> mode -> scores
-    labelled: list[AnswerRow]
-    test_set: list[AnswerRow]
-    provenance: dict[str, str]
-    answerer: str
-    label_problems: list[LabelProblem]
-
-    @property
-    def evidence_share(self) -> float:
-        held = [r.evidence_held for r in self.labelled]
-        return sum(bool(h) for h in held) / max(len(held), 1)
-
-    @property
-    def mean_recall(self) -> float:
-        return sum(r.recall or 0.0 for r in self.test_set) / max(len(self.test_set), 1)
-
-
-def measure(
-    settings: Settings,
-    embedder: Embedder,
-    questions: list[Labelled],
-    test_set: list[tuple[str, str]],
-    chunk_sizes: tuple[int, ...] = DEFAULT_CHUNK_SIZES,
-    console: Console | None = None,
-) -> Report:
-    """Run every measurement of the report (no files written but the index and its cache)."""
-    console = console or Console(stderr=True)
-    served = ingest(settings, embedder, console=console)
-    lectures = read_corpus(settings.resolved_corpus_dir()).lectures
-    cache = EmbeddingCache.load(settings.index_dir, embedder.name)
-    query_vectors: dict[str, object] = {}
-
-    def embed(query: str):
-        if query not in query_vectors:
-            query_vectors[query] = embedder.embed_one(query)
-        return query_vectors[query]
-
-    retrieval: dict[int, dict[str, Scores]] = {}
-    for size in sorted(set(chunk_sizes) | {settings.chunk_size}):
-        if size == settings.chunk_size:
-            store = served.store
-        else:
-            sized = settings.model_copy(
-                update={"chunk_size": size, "chunk_overlap": min(settings.chunk_overlap, size // 4)}
-            )
-            console.print(f"report: building a {size}-character index in memory")
-            name = f"{settings.resolved_corpus_dir().name} at {size} characters"
-            store, _ = build_store(lectures, sized, embedder, cache, console=console, name=name)
-        retrieval[size] = {
-            mode: score_ranks(
-                [
-                    first_hit_rank(q, ranked_chunks(store, embed, q.question, mode))
-                    for q in questions
-                ]
-            )
-            for mode in MODES
-        }
-    cache.save()
-
-    answerer = make_answerer(settings)
-    retriever = Retriever(served.store, embedder)
-    labelled_answers, test_answers = asyncio.run(
-        _answer_all(
-            answerer,
-            retriever,
-            settings.default_k,
-            [q.question for q in questions],
-            [q for q, _ in test_set],
-        )
-    )
-    labelled = [
-        AnswerRow(q.question, a, q.reference_answer, evidence_held=bool(q.evidence.search(a)))
-        for q, a in zip(questions, labelled_answers, strict=True)
+def write(measured, out_dir: Path, settings: Settings) -> Path:
+    """``report.md`` and its plots in ``out_dir``; returns the report's path."""
+    plt = _pyplot()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    main = measured.cv if measured.cv is not None else measured.served
+    main_off = measured.cv_off if measured.cv_off is not None else measured.served_off
+    name = "cross-validated" if measured.cv is not None else "served"
+    _plot_retrieval(plt, measured, out_dir / "retrieval.png")
+    if main_off:
+        _plot_curve(plt, main, main_off, out_dir / "refusal.png")
+    a = answers(main, main_off)
+    lines = [
+        "# Karpathy-GPT evaluation report",
+        "",
+        "Produced by `karpathy-gpt eval --report`.",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {k} | {_cell(v)} |" for k, v in provenance(settings, measured).items()),
+        "",
+        "## Retrieval",
+        "",
+        "A hit is the evidence regex read within the budget (2,400 or 4,500 characters of the "
+        "ranked passages) in a passage of an accepted lecture; hit@1 and MRR@10 judge whole "
+        "passages. Mean [95% bootstrap interval].",
+        "",
+        "![retrieval](retrieval.png)",
+        "",
+        "| | " + " | ".join(METRICS) + " |",
+        "|---|" + "---|" * len(METRICS),
     ]
-    tested = [
-        AnswerRow(q, a, ref, recall=rouge_l_recall(a, ref))
-        for (q, ref), a in zip(test_set, test_answers, strict=True)
+    for row, found in rows_of(measured).items():
+        s = summary(found)
+        lines.append(f"| {row} | " + " | ".join(s[m].percent() for m in METRICS) + " |")
+    lines += [
+        "",
+        f"## Answers ({name}, {measured.answerer})",
+        "",
+        f"- evidence in the first 800 characters: {a['evidence_held'].percent()}",
+        f"- on-topic questions refused: {a['on_topic_refused'].percent()}",
     ]
-    return Report(
-        retrieval,
-        labelled,
-        tested,
-        provenance(settings, served.key, answerer.name, embedder.name),
-        answerer.name,
-        label_problems(questions, served.store.chunks),
-    )
+    if a["off_topic_refused"] is not None:
+        lines += [
+            f"- off-topic questions refused: {a['off_topic_refused'].percent()}",
+            "",
+            "![refusal curve](refusal.png)",
+        ]
+    missed = [j for j in main if not j.holds]
+    reference = {q.question: q.reference_answer for q in measured.labelled}
+    lines += [
+        "",
+        f"### Answers that miss their evidence ({len(missed)})",
+        "",
+        "| type | question | answer | reference |",
+        "|---|---|---|---|",
+        *(
+            f"| {j.type} | {_cell(j.question)} | {_cell(j.answer)} | "
+            f"{_cell(reference.get(j.question, ''))} |"
+            for j in missed
+        ),
+        "",
+        "### Off-topic questions answered anyway",
+        "",
+        "| type | question | answer |",
+        "|---|---|---|",
+        *(
+            f"| {j.type} | {_cell(j.question)} | {_cell(j.answer)} |"
+            for j in main_off
+            if not j.refused
+        ),
+        "",
+    ]
+    path = out_dir / "report.md"
+    _atomic_text(path, "\n".join(lines))
+    return path
 
 
-async def _answer_all(
-    answerer: Answerer, retriever: Retriever, k: int, *batches: list[str]
-) -> list[list[str]]:
-    out = []
-    try:
-        for batch in batches:
-            answers = []
-            for question in batch:
-                retrieval = retriever.search(question, k)
-                answers.append("".join([t async for t in answerer.stream(retrieval)]).strip())
-            out.append(answers)
-    finally:
-        await answerer.aclose()
-    return out
-
-
-def provenance(settings: Settings, index_key: str, answerer: str, model: str) -> dict[str, str]:
+def provenance(settings: Settings, measured) -> dict[str, str]:
     def git(*args: str) -> str:
         try:
             result = subprocess.run(
@@ -175,99 +115,24 @@ def provenance(settings: Settings, index_key: str, answerer: str, model: str) ->
         "commit": commit,
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "corpus": str(settings.resolved_corpus_dir()),
-        "index key": index_key,
-        "embedding model": model,
-        "chunk size / overlap (served)": f"{settings.chunk_size} / {settings.chunk_overlap}",
-        "k (passages per answer)": str(settings.default_k),
-        "answerer": answerer,
+        "questions": f"{len(measured.labelled)} labelled, {len(measured.offtopic)} off-topic",
+        "adapted model": "yes" if settings.adapt else "no (KGPT_ADAPT=false)",
+        "answerer": measured.answerer,
+        "passages per answer": str(settings.default_k),
     }
 
 
-# -- writing ----------------------------------------------------------------------------------
-
-
-def write(report: Report, out_dir: Path, questions_path: Path, test_set_path: Path) -> Path:
-    """``report.md`` and its plots in ``out_dir``; returns the report's path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _plot_retrieval(report, out_dir / "retrieval.png")
-    _plot_answers(report, out_dir / "answers.png")
-    lines = [
-        "# Karpathy-GPT evaluation report",
-        "",
-        "Produced by `karpathy-gpt eval --report`.",
-        "",
-        "| | |",
-        "|---|---|",
-        *(f"| {k} | {_cell(v)} |" for k, v in report.provenance.items()),
-        f"| questions | `{questions_path}` |",
-        f"| test set | `{test_set_path}` |",
-        "",
-        "## Retrieval",
-        "",
-        "A hit is a passage from an accepted lecture that matches the question's evidence regex.",
-        "",
-        "![retrieval](retrieval.png)",
-        "",
-        "| chunk size | ranking | hit@1 | hit@3 | MRR@10 |",
-        "|---|---|---|---|---|",
-    ]
-    for size, modes in report.retrieval.items():
-        for mode, s in modes.items():
-            lines.append(
-                f"| {size} | {mode} | {s.hit_at_1}/{s.total} | {s.hit_at_3}/{s.total} | "
-                f"{s.mrr_at_10:.3f} |"
-            )
-    lines += ["", "### Labels", ""]
-    if report.label_problems:
-        lines += [
-            "These accepted lectures can never count as a hit, whatever the ranking:",
-            "",
-            "| question | lecture | why |",
-            "|---|---|---|",
-            *(
-                f"| {_cell(p.question)} | {p.lecture} | {_cell(p.reason)} |"
-                for p in report.label_problems
-            ),
-        ]
-    else:
-        lines.append("Every accepted lecture has a passage that matches its question's evidence.")
-    held = sum(bool(r.evidence_held) for r in report.labelled)
-    lines += [
-        "",
-        f"## Answers ({report.answerer})",
-        "",
-        f"**{held}/{len(report.labelled)}** answers to the labelled questions "
-        f"({report.evidence_share:.0%}) hold their evidence. Mean ROUGE-L recall against the "
-        f"test set's reference answers: **{report.mean_recall:.3f}**.",
-        "",
-        "![answers](answers.png)",
-        "",
-        "### Evidence in the answers",
-        "",
-        "| | question | answer |",
-        "|---|---|---|",
-        *(
-            f"| {'✓' if r.evidence_held else '✗'} | {_cell(r.question)} | {_cell(r.answer)} |"
-            for r in report.labelled
-        ),
-        "",
-        "### Test set: answer beside reference",
-        "",
-        "| ROUGE-L recall | question | reference | answer |",
-        "|---|---|---|---|",
-        *(
-            f"| {r.recall:.2f} | {_cell(r.question)} | {_cell(r.reference)} | {_cell(r.answer)} |"
-            for r in report.test_set
-        ),
-        "",
-    ]
-    path = out_dir / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
-
-
 def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _pyplot():
@@ -283,45 +148,43 @@ def _pyplot():
     return plt
 
 
-def _plot_retrieval(report: Report, path: Path) -> None:
-    plt = _pyplot()
-    sizes = list(report.retrieval)
-    metrics = [
-        ("hit@1", lambda s: s.hit_at_1 / max(s.total, 1)),
-        ("hit@3", lambda s: s.hit_at_3 / max(s.total, 1)),
-        ("MRR@10", lambda s: s.mrr_at_10),
-    ]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(12, 3.8), sharey=True)
-    width = 0.8 / len(MODES)
-    for ax, (name, value) in zip(axes, metrics, strict=True):
-        for m, mode in enumerate(MODES):
-            xs = [i + (m - (len(MODES) - 1) / 2) * width for i in range(len(sizes))]
-            ax.bar(xs, [value(report.retrieval[s][mode]) for s in sizes], width, label=mode)
-        ax.set_xticks(range(len(sizes)), [str(s) for s in sizes])
-        ax.set_xlabel("chunk size (characters)")
-        ax.set_title(name)
+def _save(plt, fig, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+
+
+def _plot_retrieval(plt, measured, path: Path) -> None:
+    rows = rows_of(measured)
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(13, 3.8), sharey=True)
+    for ax, metric in zip(axes, METRICS, strict=True):
+        estimates = [summary(found)[metric] for found in rows.values()]
+        means = [e.mean for e in estimates]
+        errors = [[e.mean - e.low for e in estimates], [e.high - e.mean for e in estimates]]
+        ax.bar(range(len(rows)), means, yerr=errors, capsize=3, color="tab:blue")
+        ax.set_xticks(range(len(rows)), list(rows), rotation=20, fontsize=8)
+        ax.set_title(metric)
         ax.set_ylim(0, 1.05)
-    axes[0].legend(loc="lower left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
-def _plot_answers(report: Report, path: Path) -> None:
-    plt = _pyplot()
-    rows = report.test_set
-    fig, ax = plt.subplots(figsize=(9, 0.35 * max(len(rows), 1) + 1.4))
-    labels = [r.question if len(r.question) <= 48 else r.question[:45] + "..." for r in rows]
-    ax.barh(range(len(rows)), [r.recall or 0.0 for r in rows], color="tab:green")
-    ax.set_yticks(range(len(rows)), labels, fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("ROUGE-L recall of the answer against the reference")
-    ax.set_title(
-        f"{report.answerer}: mean recall {report.mean_recall:.2f}; "
-        f"evidence held in {report.evidence_share:.0%} of labelled answers",
-        fontsize=9,
+def _plot_curve(plt, on, off, path: Path) -> None:
+    points = curve(on, off, points=40)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    ax.plot(
+        [p["on_topic_refused"] for p in points], [p["off_topic_refused"] for p in points], ".-"
     )
+    chosen = (sum(j.refused for j in on) / len(on), sum(j.refused for j in off) / len(off))
+    ax.plot(*chosen, "o", color="tab:red", label="chosen")
+    ax.set_xlabel("on-topic questions wrongly refused")
+    ax.set_ylabel("off-topic questions refused")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)

@@ -1,4 +1,5 @@
-"""Hybrid retrieval: the question, normalised and embedded, searched in the store."""
+"""Retrieval: the question checked, normalised and embedded; the store's candidates ranked into
+passages (``ranking``); and the decision whether the lectures cover it (``coverage``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import coverage, ranking
 from .embedding import Embedder
 from .errors import RequestError
 from .store import Hit, Store
@@ -30,8 +32,11 @@ def checked_question(text: str, max_chars: int) -> str:
 @dataclass
 class Retrieval:
     question: str
-    vector: np.ndarray  # the normalised question's embedding, reused by the extractive answerer
+    vector: np.ndarray  # the normalised question's embedding
     hits: list[Hit]
+    # Whether the lectures cover the question (coverage.py); answerers may refuse when not.
+    covered: bool = True
+    offtopic: float = 0.0  # the coverage model's probability that they do not
 
 
 class Retriever:
@@ -42,4 +47,24 @@ class Retriever:
     def search(self, question: str, k: int = 3) -> Retrieval:
         query = normalise(question)
         vector = self.embedder.embed_one(query)
-        return Retrieval(question=question, vector=vector, hits=self.store.search(query, vector, k))
+        candidates = self.store.candidates(query, vector)
+        adapted = self.embedder.adapted
+        ranked = ranking.rank(question, vector, candidates, k, adapted=adapted)
+        decision = coverage.decide(coverage.signals(ranked, candidates), adapted)
+        hits = [passage_hit(passage, n) for n, passage in enumerate(ranked.passages, start=1)]
+        return Retrieval(question, vector, hits, decision.covered, decision.offtopic)
+
+
+def passage_hit(passage: ranking.Passage, rank: int) -> Hit:
+    spans, position = [], 0
+    for sentence in passage.sentences:
+        spans.append((position, position + len(sentence.text)))
+        position += len(sentence.text) + len(sentence.gap)
+    return Hit(
+        chunk=ranking.passage_chunk(passage, rank),
+        score=passage.score,
+        similarity=passage.similarity,
+        sentence_vectors=np.vstack([s.vector for s in passage.sentences]),
+        sentence_spans=spans,
+        sentence_scores=np.array([passage.scores.get(id(s), np.nan) for s in passage.sentences]),
+    )

@@ -1,13 +1,15 @@
-"""The offline default: answer with the passages' own sentences, cleaned and cited.
+"""The offline default: answer with the lectures' own words, leading with the sentence that
+answers, and cite them.
 
-Every sentence of the retrieved passages is scored against the question by embedding similarity
-plus the share of the question's content words it holds; a sentence's neighbours lend it a little
-of their score, since a good answer in a transcript rarely fits one sentence. The best few that
-do not repeat one another (a lecture says the same thing in several words) are cleaned of spoken
-filler ("So", "um", "the the") and streamed in passage order, each followed by the citation of
-its passage. Only deletions are made: no word is added or changed. When the best passage is not
-similar enough to the question, it says so instead of quoting noise. No model counts tokens
-here: an answer's usage is counted in MiniLM word pieces (see ``usage``).
+The passage ranker has scored every sentence of the passages for how likely it holds the
+answer (``ranking``). The answer opens with the best of them and goes on with what follows it
+in the lecture (a transcript rarely says a thing in one sentence), up to ``max_chars``; if the
+passage ends first, the next best sentence of another passage follows. Spoken filler ("So",
+"um", "the the") is cleaned out; only deletions are made, never a word the lecture did not say.
+Each piece is followed by the citation of its passage. When the retrieval judges that the
+lectures do not cover the question (``coverage``), it says so plainly instead of quoting the
+nearest noise. No model counts tokens here: an answer's usage is counted in MiniLM word pieces
+(see ``usage``).
 """
 
 from __future__ import annotations
@@ -19,15 +21,15 @@ from dataclasses import dataclass
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 
-from ..lexical import tokenize
 from ..retrieval import Retrieval
-from ..text import normalise, sentence_spans
+from ..store import Hit
+from ..text import sentence_spans
 from .base import Answerer, Message
 from .usage import Usage
 
-NOT_FOUND = (
-    "I could not find this in the lectures: none of the retrieved passages is close enough to "
-    "the question. Try rephrasing it with the terms the lectures use."
+NOT_COVERED = (
+    "The lectures do not cover this: none of their passages answers the question. If they do "
+    "teach it, try asking with the words they use."
 )
 
 _FILLER = re.compile(r"\b(?:um+|uh+|uhm|erm)\b,?\s*", re.IGNORECASE)
@@ -41,10 +43,13 @@ _TOKEN = re.compile(r"\s*\S+")
 
 def clean(sentence: str) -> str:
     """Spoken filler out, first letter up; nothing added."""
-    text = _FILLER.sub("", sentence)
-    text = _REPEAT.sub(r"\1", text)
-    text = _LEADING.sub("", text).strip()
+    text = _LEADING.sub("", tidy(sentence)).strip()
     return text[:1].upper() + text[1:] if text else text
+
+
+def tidy(sentence: str) -> str:
+    """Spoken filler and stutters out ("um", "the the"), as the lecture goes on."""
+    return _REPEAT.sub(r"\1", _FILLER.sub("", sentence)).strip()
 
 
 @dataclass
@@ -52,35 +57,20 @@ class _Sentence:
     passage: int  # 0-based index into the hits
     position: int  # order within the passage
     text: str
-    vector: np.ndarray  # the sentence's embedding, stored at ingest
-    span: tuple[int, int]  # where it is in the passage's text
-    score: float = 0.0
+    score: float  # the ranker's (or, unranked, the cosine to the question)
 
 
-MIN_SENTENCE_CHARS = 20  # shorter is a fragment: never chosen alone
+MIN_SENTENCE_CHARS = 20  # shorter is a fragment: never the opening sentence
 
 
 class ExtractiveAnswerer(Answerer):
     name = "extractive"
 
-    def __init__(
-        self,
-        min_similarity: float = 0.35,
-        max_sentences: int = 3,
-        max_chars: int = 700,
-        lexical_weight: float = 0.3,
-        context_weight: float = 0.2,
-        max_redundancy: float = 0.85,
-    ):
-        """``max_redundancy``: a sentence whose cosine to one already chosen reaches this says
-        nothing new (e.g. "Today we are (once again) continuing our implementation of
-        Makemore", said in two lectures) and is passed over."""
-        self.min_similarity = min_similarity
-        self.max_sentences = max_sentences
+    def __init__(self, max_chars: int = 700, refuse: bool = True):
+        """``max_chars``: the answer's length, citations aside. ``refuse``: say the lectures do
+        not cover a question the retrieval judged off-topic (KGPT_REFUSE_OFFTOPIC)."""
         self.max_chars = max_chars
-        self.lexical_weight = lexical_weight
-        self.context_weight = context_weight
-        self.max_redundancy = max_redundancy
+        self.refuse = refuse
 
     async def stream(
         self, retrieval: Retrieval, history: Sequence[Message] = (), usage: Usage | None = None
@@ -93,78 +83,60 @@ class ExtractiveAnswerer(Answerer):
 
     def compose(self, retrieval: Retrieval) -> str:
         """The whole answer text (the stream is this, token by token)."""
-        hits = retrieval.hits
-        if not hits or max(h.similarity for h in hits) < self.min_similarity:
-            return NOT_FOUND
-        sentences = [
-            _Sentence(p, n, hit.chunk.text[s:e], vector, (s, e))
-            for p, hit in enumerate(hits)
-            for n, ((s, e), vector) in enumerate(
-                zip(sentence_spans(hit.chunk.text), hit.sentence_vectors, strict=True)
-            )
-        ]
-        self._score(retrieval, sentences)
-        chosen = self._choose(sentences)
-        following = {(s.passage, s.position - 1): s for s in sentences}
-        parts = []
-        for passage in sorted({s.passage for s in chosen}):
-            texts = [
-                clean(self._completed(s, following, hits[passage].chunk.text))
-                for s in chosen
-                if s.passage == passage
-            ]
-            parts.append(" ".join(t for t in texts if t) + f" [{passage + 1}]")
+        if not retrieval.hits or (self.refuse and not retrieval.covered):
+            return NOT_COVERED
+        passages = [_sentences(p, hit, retrieval.vector) for p, hit in enumerate(retrieval.hits)]
+        ranked = sorted(
+            (s for sentences in passages for s in sentences if _opens(s)),
+            key=lambda s: -s.score,
+        )
+        if not ranked:
+            return NOT_COVERED
+        parts: list[str] = []
+        used: set[tuple[int, int]] = set()
+        left = self.max_chars  # the whole answer, citations and spaces included
+        for opening in ranked:
+            if (opening.passage, opening.position) in used:
+                continue
+            citation = f" [{opening.passage + 1}]"
+            room = left - len(citation) - (1 if parts else 0)
+            piece: list[str] = []
+            for s in passages[opening.passage][opening.position :]:
+                if (s.passage, s.position) in used:
+                    break
+                text = clean(s.text) if not piece else tidy(s.text)
+                extra = len(text) + (1 if piece else 0)
+                if not text:
+                    used.add((s.passage, s.position))
+                    continue
+                if extra > room:
+                    break
+                piece.append(text)
+                room -= extra
+                used.add((s.passage, s.position))
+            if piece:
+                parts.append(" ".join(piece) + citation)
+                left = self.max_chars - len(" ".join(parts))
+            if left < MIN_SENTENCE_CHARS + 5:
+                break
+        if not parts:  # even the best sentence is longer than the whole answer may be
+            best = clean(ranked[0].text)
+            cut = best[: self.max_chars - 6].rsplit(" ", 1)[0]
+            return f"{cut} [{ranked[0].passage + 1}]"
         return " ".join(parts)
 
-    @staticmethod
-    def _completed(sentence: _Sentence, following: dict, passage: str) -> str:
-        """The sentence with the fragment after it, if it stops mid-phrase: a caption run with
-        no punctuation is cut every ~300 characters and can leave a word or two ("training")."""
-        after = following.get((sentence.passage, sentence.position))
-        if (
-            after is None
-            or sentence.text.rstrip().endswith((".", "!", "?"))
-            or len(clean(after.text)) >= MIN_SENTENCE_CHARS
-        ):
-            return sentence.text
-        return passage[sentence.span[0] : after.span[1]]
 
-    def _score(self, retrieval: Retrieval, sentences: list[_Sentence]) -> None:
-        similarity = np.vstack([s.vector for s in sentences]) @ retrieval.vector
-        query_terms = set(tokenize([normalise(retrieval.question)])[0])
-        for sentence, sim, terms in zip(
-            sentences, similarity, tokenize([normalise(s.text) for s in sentences]), strict=True
-        ):
-            overlap = len(query_terms & set(terms)) / len(query_terms) if query_terms else 0.0
-            sentence.score = float(sim) + self.lexical_weight * overlap
-        own = np.array([s.score for s in sentences])
-        for i, sentence in enumerate(sentences):
-            neighbours = [
-                own[j]
-                for j in (i - 1, i + 1)
-                if 0 <= j < len(sentences) and sentences[j].passage == sentence.passage
-            ]
-            if neighbours:
-                sentence.score += self.context_weight * max(neighbours)
-        # Passages further down the ranking were judged less relevant: a small, steady discount.
-        for sentence in sentences:
-            sentence.score -= 0.02 * sentence.passage
+def _sentences(p: int, hit: Hit, question: np.ndarray) -> list[_Sentence]:
+    text = hit.chunk.text
+    spans = hit.sentence_spans or sentence_spans(text)
+    scores = hit.sentence_scores
+    if scores is None:
+        scores = hit.sentence_vectors @ question
+    return [
+        _Sentence(p, n, text[a:b], float(score) if np.isfinite(score) else -np.inf)
+        for n, ((a, b), score) in enumerate(zip(spans, scores, strict=True))
+    ]
 
-    def _choose(self, sentences: list[_Sentence]) -> list[_Sentence]:
-        chosen: list[_Sentence] = []
-        seen: set[str] = set()
-        length = 0
-        for sentence in sorted(sentences, key=lambda s: -s.score):
-            key = clean(sentence.text).lower()
-            if len(key) < MIN_SENTENCE_CHARS or key in seen:  # fragments, overlap duplicates
-                continue
-            if chosen and length + len(sentence.text) > self.max_chars:
-                continue
-            if any(float(sentence.vector @ c.vector) >= self.max_redundancy for c in chosen):
-                continue
-            chosen.append(sentence)
-            seen.add(key)
-            length += len(sentence.text)
-            if len(chosen) >= self.max_sentences:
-                break
-        return sorted(chosen, key=lambda s: (s.passage, s.position))
+
+def _opens(sentence: _Sentence) -> bool:
+    return np.isfinite(sentence.score) and len(clean(sentence.text)) >= MIN_SENTENCE_CHARS

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SYSTEM = (
-    "Use the following pieces of context to answer the question at the end. "
-    "If you don't know the answer, just say that you don't know, don't try to make up an answer. "
+    "Use the following pieces of lecture transcript to answer the question at the end. "
+    "Answer only from them: if they do not answer it, say that the lectures do not cover it, "
+    "and don't try to make up an answer. "
     "The pieces are numbered; cite the ones you use as [1], [2], and so on."
 )
 

@@ -28,7 +28,8 @@ class Provider:
 def _extractive(settings: Settings) -> Answerer:
     from .extractive import ExtractiveAnswerer
 
-    return ExtractiveAnswerer()
+    refuse = settings.refuse_offtopic is not False  # unset: on for the extractive answerer
+    return ExtractiveAnswerer(refuse=refuse)
 
 
 def _openai(settings: Settings) -> Answerer:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -32,10 +33,10 @@ from ..answer import (
     admit_all,
     make_answerer,
 )
+from ..answer.extractive import NOT_COVERED
 from ..config import Settings
 from ..conversation import retrieval_query
-from ..embedding import Embedder
-from ..index.backend import open_index
+from ..index.backend import open_serving
 from ..retrieval import Retrieval, Retriever
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,7 @@ class Service:
         # thread on busy cores costs more than it saves, and the cores are the web server's
         # too. ONNX Runtime also uses one thread.
         threadpool_limits(limits=1, user_api="blas")
-        embedder = Embedder.from_settings(settings, threads=1)
-        store = open_index(settings, embedder)
+        store, embedder = open_serving(settings, threads=1)
         service = cls(
             settings=settings,
             retriever=Retriever(store, embedder),
@@ -118,8 +118,15 @@ class Service:
             ticket.release()
             raise
         usage = Usage() if counted else None  # the model's counts, or counted (answer/usage.py)
-        tokens = ticket.hold(self.answerer.stream(retrieval, history, usage))
+        if self.refuses(retrieval):  # the model is not asked what the lectures do not cover
+            tokens = ticket.hold(refusal(retrieval, usage))
+        else:
+            tokens = ticket.hold(self.answerer.stream(retrieval, history, usage))
         return Answer(retrieval, tokens, ticket, usage or Usage())
+
+    def refuses(self, retrieval: Retrieval) -> bool:
+        """KGPT_REFUSE_OFFTOPIC for a model answerer (the extractive one decides itself)."""
+        return bool(self.settings.refuse_offtopic) and not retrieval.covered
 
     def admit_answer(self) -> JointTicket:
         """A place for one answer stream; raises AnswerBusy (-> 503) when there is none.
@@ -180,6 +187,14 @@ class Answer:
 
     async def __aexit__(self, *exc: object) -> None:
         self.place.release()
+
+
+async def refusal(retrieval: Retrieval, usage: Usage | None) -> AsyncIterator[str]:
+    """The plain refusal, as a stream (its usage counted as the extractive answerer's)."""
+    if usage is not None:
+        usage.settle(retrieval, NOT_COVERED)
+    for token in re.findall(r"\s*\S+", NOT_COVERED):
+        yield token
 
 
 def get_service(request: Request) -> Service:

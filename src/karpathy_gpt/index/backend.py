@@ -17,6 +17,8 @@ from typing import Any
 
 from rich.console import Console
 
+from ..adaptation import adapt
+from ..chunking import chunk_lectures
 from ..config import Settings
 from ..corpus import CorpusError, Lecture, corpus_fingerprint, read_corpus
 from ..embedding import Embedder
@@ -24,9 +26,10 @@ from ..embedding_cache import EmbeddingCache
 from ..storage import StorageError
 from ..store import DatabaseError, Store
 from ..store.local import LocalStore
+from ..text import normalise
 from ..transcripts import TranscriptError
 from . import embedded
-from .build import BuildCounts, build_index, index_key, index_meta
+from .build import BuildCounts, build_index, index_key, index_meta, step_progress
 from .built import BuiltIndex
 from .embedded import IndexUnusable
 
@@ -43,11 +46,29 @@ def open_store(settings: Settings) -> Store:
     return LocalStore.open(settings.index_dir)
 
 
+def embedder_for(
+    settings: Settings,
+    lectures: list[Lecture],
+    threads: int | None = None,
+    console: Console | None = None,
+) -> Embedder:
+    """The model that embeds this corpus and its questions: adapted to it (``KGPT_ADAPT``,
+    trained first when there is none to reuse; see adaptation.py), else the packaged one."""
+    source = None
+    if settings.adapt:
+        chunks = chunk_lectures(lectures, settings.chunk_size, settings.chunk_overlap)
+        passages = [normalise(c.text) for c in chunks]
+        with step_progress(console or Console(stderr=True), "adapting the model to") as advance:
+            source = adapt(settings.model_dir, passages, advance)
+    return Embedder.from_settings(settings, threads, source=source)
+
+
 @dataclass
 class IngestResult:
     """What opening the index did: found it, or built it and embedded how much."""
 
     store: Store
+    embedder: Embedder  # what made its vectors, and embeds the questions
     key: str
     built: bool  # False: the store already held this index
     lectures: int
@@ -63,15 +84,17 @@ class IngestResult:
 
 def ingest(
     settings: Settings,
-    embedder: Embedder,
+    embedder: Embedder | None = None,
     *,
     force: bool = False,
     console: Console | None = None,
+    threads: int | None = None,
 ) -> IngestResult:
     """The index of the corpus and settings, from the store or built and published to it.
 
-    ``force`` builds even an up-to-date index, re-embedding every text (the cache is refreshed),
-    and publishes it again. CorpusError when the corpus cannot be read.
+    ``embedder`` defaults to ``embedder_for`` the corpus (with ``threads``). ``force`` builds
+    even an up-to-date index, re-embedding every text (the cache is refreshed), and publishes it
+    again. CorpusError when the corpus cannot be read.
     """
     console = console or Console(stderr=True)
     corpus_dir = settings.resolved_corpus_dir()
@@ -79,9 +102,16 @@ def ingest(
     for problem in corpus.problems:
         log.warning("left out of the index: %s", problem)
     lectures = corpus.lectures
+    if embedder is None:
+        embedder = embedder_for(settings, lectures, threads, console)
     key = index_key(corpus_fingerprint(lectures), settings, embedder.name)
     result = IngestResult(
-        open_store(settings), key, built=False, lectures=len(lectures), problems=corpus.problems
+        open_store(settings),
+        embedder,
+        key,
+        built=False,
+        lectures=len(lectures),
+        problems=corpus.problems,
     )
     store = result.store
     try:
@@ -125,15 +155,26 @@ def ingest(
     return result
 
 
-def open_index(settings: Settings, embedder: Embedder, **options: Any) -> Store:
-    """``ingest``'s store (``options`` are its own); with PostgreSQL and no corpus here,
-    whatever the database holds (an API replica needs no corpus)."""
+def open_index(settings: Settings, embedder: Embedder | None = None, **options: Any) -> Store:
+    """``open_serving``'s store."""
+    return open_serving(settings, embedder, **options)[0]
+
+
+def open_serving(
+    settings: Settings, embedder: Embedder | None = None, **options: Any
+) -> tuple[Store, Embedder]:
+    """``ingest``'s store and embedder (``options`` are its own); with PostgreSQL and no corpus
+    here, whatever the database holds (an API replica needs no corpus); when the new index
+    cannot be written, the newest one the store has, meanwhile. The embedder is always the one
+    that made the store's vectors."""
+    threads = options.get("threads")
     try:
-        return ingest(settings, embedder, **options).store
+        result = ingest(settings, embedder, **options)
+        return result.store, result.embedder
     except CorpusError:
         if not settings.database_url:
             raise
-        return open_published(settings)
+        store = open_published(settings)
     except (StorageError, DatabaseError) as exc:  # the new index could not be written
         store = open_store(settings)
         if not store.use_latest():
@@ -142,7 +183,41 @@ def open_index(settings: Settings, embedder: Embedder, **options: Any) -> Store:
         log.error(
             "%s; serving the previous index meanwhile (%s, %d chunks)", exc, store.path, len(store)
         )
-        return store
+    try:
+        model = _model_of(store)
+        if embedder is None or embedder.name != model:
+            embedder = embedder_named(settings, model, threads)
+    except BaseException:
+        store.close()
+        raise
+    return store, embedder
+
+
+def embedder_named(settings: Settings, name: str, threads: int | None = None) -> Embedder:
+    """The embedder whose vectors are keyed ``name`` (an index's ``model``): the packaged
+    model, or an adapted one, which must be in ``KGPT_MODEL_DIR``."""
+    adapted = name.split("+", 1)[1].split("@", 1)[0] if "+" in name else None
+    source = settings.model_dir / adapted if adapted else None
+    if source is not None and not source.is_dir():
+        raise StorageError(
+            f"the index was embedded with the adapted model {adapted}, which is not in "
+            f"{settings.model_dir}: copy that folder from the machine that ran ingest, or run "
+            "`karpathy-gpt ingest` here"
+        )
+    embedder = Embedder.from_settings(settings, threads, source=source)
+    if embedder.name != name:
+        raise StorageError(
+            f"the index was embedded with {name}, but KGPT_EMBEDDING_BACKEND makes {embedder.name}"
+            ": set the backend it was built with, or run `karpathy-gpt ingest` again"
+        )
+    return embedder
+
+
+def _model_of(store: Store) -> str:
+    """The embedder name the version in use records (``index_meta``'s ``model``)."""
+    if isinstance(store, LocalStore):
+        return embedded.read_meta(store.path)["model"]
+    return store.active_version().meta["model"]
 
 
 def _holds(store: Store, key: str, console: Console) -> bool:

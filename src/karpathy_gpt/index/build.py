@@ -152,3 +152,31 @@ def _progress(console: Console, total: int, name: str) -> Iterator[Callable[[int
             console.print(f"indexing {name}: {done}/{total} texts embedded")
 
     yield advance
+
+
+@contextmanager
+def step_progress(console: Console, what: str) -> Iterator[Callable[[int, int], None]]:
+    """``advance(done, total)`` for work that counts its own steps (adapting the model): a
+    bar on a terminal, elsewhere a line every tenth of the way."""
+    if console.is_terminal:
+        with Progress(
+            TextColumn(f"[bold]{what} the corpus"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("adapt", total=None)
+            yield lambda done, total: progress.update(task, completed=done, total=total)
+        return
+    shown = -1
+
+    def advance(done: int, total: int) -> None:
+        nonlocal shown
+        tenth = done * 10 // max(total, 1)
+        if tenth > shown:
+            shown = tenth
+            console.print(f"{what} the corpus: step {done}/{total}")
+
+    yield advance

@@ -7,7 +7,7 @@ store copies it into a new version. Nothing here knows where it will live.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import bm25s
 import numpy as np
@@ -26,6 +26,7 @@ class BuiltIndex:
     sentence_vectors: np.ndarray
     sentence_offsets: np.ndarray
     bm25: bm25s.BM25  # the lexical side: every (term, chunk) weight, computed at build time
+    _document_frequency: dict[str, int] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_parts(
@@ -48,6 +49,15 @@ class BuiltIndex:
         """The sentence vectors of chunk ``chunk`` (a copy, not a view of a memory map)."""
         offsets = self.sentence_offsets
         return np.asarray(self.sentence_vectors[offsets[chunk] : offsets[chunk + 1]])
+
+    def document_frequency(self) -> dict[str, int]:
+        """How many chunks hold each term (bm25s keeps a column of weights per term)."""
+        if self._document_frequency is None:
+            counts = np.diff(np.asarray(self.bm25.scores["indptr"]))
+            self._document_frequency = {
+                term: int(counts[column]) for term, column in self.bm25.vocab_dict.items() if term
+            }
+        return self._document_frequency
 
     def postings(self) -> Postings:
         return Postings.from_bm25(self.bm25)

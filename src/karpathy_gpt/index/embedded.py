@@ -31,7 +31,7 @@ from ..errors import KgptError
 from ..storage import writing
 from .built import BuiltIndex
 
-FORMAT_VERSION = "2"
+FORMAT_VERSION = "3"
 KEEP_INDEXES = 2
 
 
@@ -108,6 +108,11 @@ def load(path: Path) -> BuiltIndex:
     if meta.get("chunks") != len(index) or not index.is_consistent():
         raise IndexUnusable(f"{path}: chunks and vectors disagree; the index is damaged")
     return index
+
+
+def read_meta(path: Path) -> dict:
+    """What ``meta.json`` of the index saved in ``path`` records."""
+    return json.loads((path / "meta.json").read_text())
 
 
 def set_aside(path: Path) -> None:

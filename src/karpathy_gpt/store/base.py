@@ -1,20 +1,13 @@
-"""The store interface every index implements, and the rank fusion they share.
-
-Hybrid search fuses two rankings of the chunks by weighted reciprocal rank: a chunk scores
-``weight / (RRF_K + rank)`` summed over the rankings it appears in. The dense (embedding)
-ranking weighs ``DENSE_WEIGHT`` times the lexical (BM25) one. On spoken transcripts BM25 is the
-noisier signal: question words, and lecture terms mentioned in passing ("context window", "bigram
-model" in a recap), lift chunks that do not explain anything, while the embedding reads the
-passage as a whole. So BM25 re-orders the embedding's candidates and adds the exact-term matches
-the embedding misses, rather than outvoting it. The weight was chosen by leave-one-out
-cross-validation over 50 labelled questions (the 15 public ones and the 35 of
-``benchmarks/data/dev-questions.jsonl``); every weight from 2.5 to 4 gives the same hit counts
-(see README, *Retrieval quality*, and ``benchmarks/retrieval_variants.py``).
+"""The store interface every index implements: versions written whole, and the candidate chunks
+of a question (the dense top N and the BM25 top N, with their scores), which ``ranking`` turns
+into passages. Reciprocal-rank fusion, the ranking this replaced, is kept for the baselines the
+evaluation compares against.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,21 +20,47 @@ from ..errors import KgptError
 from ..index.built import BuiltIndex
 
 RRF_K = 60
-DENSE_WEIGHT = 3.0
-LEXICAL_WEIGHT = 1.0
-CANDIDATES = 50  # per ranking, before fusion
+CANDIDATES = 50  # chunks per ranking (dense, BM25) a search starts from
 
 
 @dataclass
 class Hit:
-    """One retrieved chunk with the evidence for its rank."""
+    """One retrieved passage with the evidence for its rank."""
 
     chunk: Chunk
-    score: float  # fused reciprocal-rank score
-    similarity: float  # cosine between query and chunk embeddings
-    # One row per sentence of the chunk, in text.sentence_spans(chunk.text) order: what the
-    # extractive answerer scores, embedded once at ingest instead of on every question.
+    score: float  # the ranker's score of the sentence it was cut around
+    similarity: float  # cosine between the question and that sentence
+    # One row per sentence of the passage, embedded once at ingest: what the extractive
+    # answerer scores.
     sentence_vectors: np.ndarray
+    # Where those sentences are in chunk.text (default: text.sentence_spans(chunk.text)).
+    sentence_spans: list[tuple[int, int]] | None = None
+    # The ranker's score of each of them (None: not ranked; the answerer scores them itself).
+    sentence_scores: np.ndarray | None = None
+
+
+@dataclass
+class Candidate:
+    """A chunk a store found for a question, with the evidence for it."""
+
+    chunk: Chunk
+    similarity: float  # cosine to the question
+    lexical: float  # BM25 score (0: none of the question's words)
+    dense_rank: int  # 1-based; depth + 1 when outside the dense top ``depth``
+    lexical_rank: int  # likewise for BM25
+    sentence_vectors: np.ndarray  # one row per text.sentence_spans(chunk.text)
+    following: Chunk | None = None  # the next chunk of the same lecture, for a passage's end
+    following_vectors: np.ndarray | None = None
+
+
+@dataclass
+class Candidates:
+    items: list[Candidate]
+    documents: int  # chunks in the index
+    document_frequency: Mapping[str, int]  # chunks holding each (stemmed) term
+
+    def idf(self, term: str) -> float:
+        return math.log(1 + self.documents / max(self.document_frequency.get(term, 0), 0.5))
 
 
 class DatabaseError(KgptError):
@@ -74,8 +93,9 @@ class Store(Protocol):
         """Chunks of the version in use (0 before there is one)."""
         ...
 
-    def search(self, query: str, vector: np.ndarray, k: int) -> list[Hit]:
-        """The ``k`` best chunks for ``query`` (already normalised) and its embedding."""
+    def candidates(self, query: str, vector: np.ndarray, depth: int = CANDIDATES) -> Candidates:
+        """The dense top ``depth`` and BM25 top ``depth`` chunks for ``query`` (already
+        normalised) and its embedding, each once, with the chunk that follows it."""
         ...
 
     def holds(self, key: str) -> bool:

@@ -1,8 +1,8 @@
 """The embedded store: the index in memory-mapped files under ``KGPT_INDEX_DIR``, searched in
 numpy and bm25s. Saving and loading the folders is ``index.embedded``.
 
-Search: the dense top-50 (cosine) and the BM25 top-50, fused by weighted reciprocal rank (the
-dense ranking counts three times the lexical one; see ``store.base``), ties broken by cosine.
+A search's candidates: the dense top 50 (cosine) and the BM25 top 50, with every candidate's
+cosine and BM25 score (``ranking`` makes the passages).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..index import embedded
 from ..index.built import BuiltIndex
 from ..index.embedded import IndexUnusable
 from ..lexical import tokenize
-from .base import CANDIDATES, DENSE_WEIGHT, LEXICAL_WEIGHT, Hit, reciprocal_rank_fusion
+from .base import CANDIDATES, Candidate, Candidates
 
 __all__ = ["CANDIDATES", "IndexUnusable", "LocalStore"]
 
@@ -129,29 +129,37 @@ class LocalStore:
             return np.zeros(len(self.chunks), dtype=np.float32)
         return self.bm25.get_scores(tokens)
 
-    def lexical_ranking(self, query: str, n: int) -> list[int]:
-        scores = self.lexical_scores(query)
+    def lexical_ranking(self, query: str, n: int, scores: np.ndarray | None = None) -> list[int]:
+        scores = self.lexical_scores(query) if scores is None else scores
         n = min(n, len(scores))
         top = np.argpartition(-scores, n - 1)[:n]
         return [int(i) for i in top[np.argsort(-scores[top])] if scores[i] > 0]
 
-    def search(self, query: str, vector: np.ndarray, k: int) -> list[Hit]:
-        dense, similarities = self.dense_ranking(vector, CANDIDATES)
-        lexical = self.lexical_ranking(query, CANDIDATES)
-        return self.fuse(dense, lexical, similarities, k)
-
-    def fuse(
-        self, dense: list[int], lexical: list[int], similarities: np.ndarray, k: int
-    ) -> list[Hit]:
-        """The ``k`` best chunks of the two rankings, weighted rank fusion, ties by cosine."""
-        fused = reciprocal_rank_fusion([dense, lexical], weights=[DENSE_WEIGHT, LEXICAL_WEIGHT])
-        best = sorted(fused, key=lambda i: (-fused[i], -similarities[i]))[:k]
-        return [
-            Hit(
-                chunk=self.chunks[i],
-                score=fused[i],
-                similarity=float(similarities[i]),
-                sentence_vectors=self.index.sentences_of(i),
+    def candidates(self, query: str, vector: np.ndarray, depth: int = CANDIDATES) -> Candidates:
+        dense, similarities = self.dense_ranking(vector, depth)
+        scores = self.lexical_scores(query)
+        lexical = self.lexical_ranking(query, depth, scores)
+        dense_rank = {chunk: n for n, chunk in enumerate(dense, start=1)}
+        lexical_rank = {chunk: n for n, chunk in enumerate(lexical, start=1)}
+        chunks, index = self.chunks, self.index
+        items = []
+        for i in dict.fromkeys(dense + lexical):
+            following = i + 1 if i + 1 < len(chunks) and _same_lecture(chunks, i) else None
+            after = index.sentences_of(following) if following is not None else None
+            items.append(
+                Candidate(
+                    chunk=chunks[i],
+                    similarity=float(similarities[i]),
+                    lexical=float(scores[i]),
+                    dense_rank=dense_rank.get(i, depth + 1),
+                    lexical_rank=lexical_rank.get(i, depth + 1),
+                    sentence_vectors=index.sentences_of(i),
+                    following=chunks[following] if following is not None else None,
+                    following_vectors=after,
+                )
             )
-            for i in best
-        ]
+        return Candidates(items, len(chunks), self.index.document_frequency())
+
+
+def _same_lecture(chunks: list[Chunk], i: int) -> bool:
+    return chunks[i + 1].metadata["id"] == chunks[i].metadata["id"]

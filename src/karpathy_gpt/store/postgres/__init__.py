@@ -27,7 +27,7 @@ Old versions are dropped whole, the newest ``KEEP_VERSIONS`` kept.
 API processes hold only a connection pool: any number of workers and machines share one database.
 """
 
-from .queries import RANKINGS, SEARCH, SEARCH_FORMAT, search_params
+from .queries import CANDIDATES_OF, RANKINGS, SEARCH_FORMAT, search_params
 from .schema import SCHEMA_VERSION
 from .store import PostgresStore, Version, redact
 from .writer import Writer
@@ -35,7 +35,7 @@ from .writer import Writer
 __all__ = [
     "RANKINGS",
     "SCHEMA_VERSION",
-    "SEARCH",
+    "CANDIDATES_OF",
     "SEARCH_FORMAT",
     "PostgresStore",
     "Version",

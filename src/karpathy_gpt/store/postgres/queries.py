@@ -1,4 +1,5 @@
-"""The search statement: the dense and BM25 top-N of the active version, fused, in one query.
+"""The search statement: the dense and BM25 top-N of the active version and what the passage
+ranker needs of each candidate, in one query.
 
 Each ranking can also be asked alone (``LEXICAL``, ``DENSE``), for tests and benchmarks.
 """
@@ -10,7 +11,7 @@ from collections import Counter
 import numpy as np
 
 from ...lexical import tokenize
-from ..base import CANDIDATES, DENSE_WEIGHT, LEXICAL_WEIGHT, RRF_K
+from ..base import CANDIDATES
 
 HNSW_EF_SEARCH = 100  # > CANDIDATES, so the dense top-N is (near) exact
 # How a version's full text is stored, recorded in its meta: 3 = kgpt_postings, the embedded
@@ -18,8 +19,6 @@ HNSW_EF_SEARCH = 100  # > CANDIDATES, so the dense top-N is (near) exact
 # tsvector from PostgreSQL's own parser and stemmer). An older version is published again by the
 # next ingest; until then it is searched by its vectors alone (it has no postings).
 SEARCH_FORMAT = 3
-# The best partial scores scored exactly first, to raise the bar the other chunks must clear.
-LEADERS = 2 * CANDIDATES
 # Each term's floor weight is its CANDIDATES-th largest (Postings.floor_weights): a version whose
 # floors were taken at another depth would prune wrongly, so it is published again. Versions
 # written before the depth was recorded took it at 50.
@@ -28,9 +27,7 @@ UNRECORDED_FLOOR_DEPTH = 50
 # so ~300k chunks) before it spills them to disk; taken only when a query needs it.
 SEARCH_WORK_MEM = "32MB"
 
-# Dense top-N and BM25 top-N of the active version, fused by weighted reciprocal rank (as
-# store.base.reciprocal_rank_fusion: weight / (60 + rank), ranks from 1, the dense ranking
-# weighing DENSE_WEIGHT, the BM25 one LEXICAL_WEIGHT), ties broken by similarity.
+# Dense top-N and BM25 top-N of the active version.
 #
 # BM25 is the embedded store's, exactly: kgpt_postings holds the weights bm25s computed at ingest
 # (index.postings), the question arrives as lexical.tokenize's tokens with their counts, and a
@@ -41,7 +38,7 @@ SEARCH_WORK_MEM = "32MB"
 #      it are "optional": a chunk holding only those cannot make the top N.
 #   2. The other ("essential") terms' postings are summed: every chunk that can make the top N,
 #      with a partial score.
-#   3. The LEADERS best partial scores are completed with the optional terms' weights (looked up
+#   3. The 2N best partial scores are completed with the optional terms' weights (looked up
 #      by (term, chunk): ``optional_weights`` is written once and inlined into each lookup, NOT
 #      MATERIALIZED, so only the chunks asked about are read); their N-th best exact score is
 #      again a score N chunks reach.
@@ -93,8 +90,7 @@ contenders AS (
       AND c.ordinal NOT IN (SELECT ordinal FROM leaders)
 ),
 dense AS (
-    SELECT ordinal, row_number() OVER (ORDER BY distance) AS rank,
-           %(dense_weight)s::float8 AS weight
+    SELECT ordinal, row_number() OVER (ORDER BY distance) AS rank
     FROM (
         SELECT ordinal, embedding <=> %(vector)s AS distance
         FROM kgpt_chunks
@@ -104,8 +100,7 @@ dense AS (
     ) nearest
 ),
 lexical AS (
-    SELECT ordinal, score, row_number() OVER (ORDER BY score DESC, ordinal) AS rank,
-           %(lexical_weight)s::float8 AS weight
+    SELECT ordinal, score, row_number() OVER (ORDER BY score DESC, ordinal) AS rank
     FROM (
         SELECT ordinal, score FROM leaders
         UNION ALL
@@ -115,42 +110,53 @@ lexical AS (
     ) best
 )
 """
-SEARCH = (
+# Every chunk of the two top-N (each once) with what the passage ranker reads: its cosine, its
+# BM25 score (also for a dense candidate outside the BM25 top N: its postings for the question's
+# terms, summed), its rank in each ranking (NULL outside it), and the chunk that follows it in
+# the same lecture (the end of a passage cut near the chunk's end). Dense candidates first, as
+# the embedded store orders them.
+CANDIDATES_OF = (
     RANKINGS
     + """,
-fused AS (
-    SELECT ordinal, sum(weight / (%(rrf_k)s + rank)) AS score
-    FROM (
-        SELECT ordinal, rank, weight FROM dense
-        UNION ALL
-        SELECT ordinal, rank, weight FROM lexical
-    ) ranks
-    GROUP BY ordinal
+picked AS MATERIALIZED (
+    SELECT ordinal FROM dense UNION SELECT ordinal FROM lexical
+),
+scored AS (
+    SELECT p.ordinal, sum(t.repeats * p.weight::float8) AS score
+    FROM terms t
+    JOIN kgpt_postings p ON p.version_id = (SELECT id FROM active) AND p.term = t.term
+    WHERE p.ordinal IN (SELECT ordinal FROM picked)
+    GROUP BY p.ordinal
 )
-SELECT c.text, c.metadata, c.sentence_vectors, f.score::float8,
-       1 - (c.embedding <=> %(vector)s) AS similarity
-FROM fused f
-JOIN kgpt_chunks c ON c.version_id = (SELECT id FROM active) AND c.ordinal = f.ordinal
-ORDER BY f.score DESC, similarity DESC
-LIMIT %(k)s
+SELECT c.text, c.metadata, c.sentence_vectors, 1 - (c.embedding <=> %(vector)s) AS similarity,
+       coalesce(s.score, 0)::float8, d.rank, l.rank,
+       n.text, n.metadata, n.sentence_vectors
+FROM picked k
+JOIN kgpt_chunks c ON c.version_id = (SELECT id FROM active) AND c.ordinal = k.ordinal
+LEFT JOIN scored s ON s.ordinal = k.ordinal
+LEFT JOIN dense d ON d.ordinal = k.ordinal
+LEFT JOIN lexical l ON l.ordinal = k.ordinal
+LEFT JOIN kgpt_chunks n ON n.version_id = c.version_id AND n.ordinal = c.ordinal + 1
+     AND n.metadata->>'id' = c.metadata->>'id'
+ORDER BY d.rank NULLS LAST, l.rank
 """
 )
+# How many chunks hold each term of the active version: the ranker's IDF weights.
+DOCUMENT_FREQUENCY = """
+SELECT l.lexeme, l.chunks FROM kgpt_active a JOIN kgpt_lexemes l ON l.version_id = a.version_id
+"""
 # Each ranking alone (a WITH query nobody reads is not run).
 LEXICAL = RANKINGS + "SELECT ordinal, score FROM lexical ORDER BY rank"
 DENSE = RANKINGS + "SELECT ordinal FROM dense ORDER BY rank"
 
 
-def search_params(query: str, vector: np.ndarray, k: int) -> dict:
-    """SEARCH's parameters for ``query`` (already normalised) and its embedding."""
+def search_params(query: str, vector: np.ndarray, depth: int = CANDIDATES) -> dict:
+    """The rankings' parameters for ``query`` (already normalised) and its embedding."""
     terms = Counter(tokenize([query])[0])
     return {
         "lexemes": list(terms),
         "repeats": list(terms.values()),
         "vector": np.asarray(vector, dtype=np.float32),
-        "candidates": CANDIDATES,
-        "leaders": LEADERS,
-        "rrf_k": RRF_K,
-        "dense_weight": DENSE_WEIGHT,
-        "lexical_weight": LEXICAL_WEIGHT,
-        "k": k,
+        "candidates": depth,
+        "leaders": 2 * depth,
     }

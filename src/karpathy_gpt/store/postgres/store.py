@@ -24,12 +24,13 @@ from ...chunking import Chunk
 from ...config import Settings
 from ...embedding import DIMENSIONS
 from ...index.built import BuiltIndex
-from ..base import CANDIDATES, DatabaseError, Hit
+from ..base import CANDIDATES, Candidate, Candidates, DatabaseError
 from .queries import (
+    CANDIDATES_OF,
     DENSE,
+    DOCUMENT_FREQUENCY,
     HNSW_EF_SEARCH,
     LEXICAL,
-    SEARCH,
     SEARCH_FORMAT,
     SEARCH_WORK_MEM,
     UNRECORDED_FLOOR_DEPTH,
@@ -57,6 +58,8 @@ class PostgresStore:
     def __init__(self, url: str, *, pool_size: int = 4, timeout: float = 30.0):
         self.url = url
         self._writer: Writer | None = None  # while this process holds the ingest lock
+        self._df: dict[str, int] = {}  # the document frequencies of version _df_version
+        self._df_version: int | None = None
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=int(timeout)) as conn:
                 create_schema(conn)
@@ -119,26 +122,44 @@ class PostgresStore:
         )
         return Version(*row[0]) if row else None
 
-    def search(self, query: str, vector: np.ndarray, k: int) -> list[Hit]:
-        rows = self._read(SEARCH, search_params(query, vector, k))
-        return [
-            Hit(
-                chunk=Chunk(text=text, metadata=metadata),
-                score=score,
-                similarity=float(similarity),
-                sentence_vectors=_matrix(sentence_vectors),
+    def candidates(self, query: str, vector: np.ndarray, depth: int = CANDIDATES) -> Candidates:
+        rows = self._read(CANDIDATES_OF, search_params(query, vector, depth))
+        items = []
+        for row in rows:
+            text, meta, vectors, similarity, lexical, dense, ranked, after, after_meta, tail = row
+            following = Chunk(text=after, metadata=after_meta) if after is not None else None
+            items.append(
+                Candidate(
+                    chunk=Chunk(text=text, metadata=meta),
+                    similarity=float(similarity),
+                    lexical=float(lexical),
+                    dense_rank=dense or depth + 1,
+                    lexical_rank=ranked or depth + 1,
+                    sentence_vectors=_matrix(vectors),
+                    following=following,
+                    following_vectors=_matrix(tail) if following is not None else None,
+                )
             )
-            for text, metadata, sentence_vectors, score, similarity in rows
-        ]
+        version = self.active_version()
+        return Candidates(items, version.chunks if version else 0, self._frequencies(version))
+
+    def _frequencies(self, version: Version | None) -> dict[str, int]:
+        """Each term's document frequency in ``version``, read once per version."""
+        if version is None:
+            return {}
+        if self._df_version != version.id:
+            self._df = dict(self._read(DOCUMENT_FREQUENCY))
+            self._df_version = version.id
+        return self._df
 
     def lexical_top(self, query: str) -> list[tuple[int, float]]:
         """The active version's BM25 top-N, best first: (chunk ordinal, score) pairs."""
-        params = search_params(query, np.zeros(DIMENSIONS, dtype=np.float32), 1)
+        params = search_params(query, np.zeros(DIMENSIONS, dtype=np.float32))
         return [(ordinal, score) for ordinal, score in self._read(LEXICAL, params)]
 
     def hnsw_top(self, vector: np.ndarray) -> list[int]:
         """The active version's dense top-N (HNSW), nearest first: chunk ordinals."""
-        return [row[0] for row in self._read(DENSE, search_params("", vector, 1))]
+        return [row[0] for row in self._read(DENSE, search_params("", vector))]
 
     def _read(self, query: str, params: dict | None = None) -> list[tuple]:
         """Run a read-only statement; a connection lost mid-query is retried once on a new one

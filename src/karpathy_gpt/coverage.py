@@ -1,0 +1,65 @@
+"""Whether the lectures cover a question: a decision from the retrieval's own evidence.
+
+One cosine threshold refuses too little or too much: an off-topic question can share words
+with the lectures ("CLIP's contrastive loss" and gradient clipping), and a casual on-topic one
+can match nothing well. The decision weighs a few signals in a logistic model: how close the
+best chunk and the best sentence come, how sure the passage ranker is of its best sentence,
+and how much of the question (by IDF weight) uses words the lectures never say. Its weights and
+threshold are fitted on labelled on-topic questions against off-topic ones
+(``karpathy-gpt eval --fit``); the threshold keeps on-topic questions wrongly refused near
+``TARGET_FALSE_REFUSALS`` on the questions it was fitted on. ``karpathy-gpt eval`` draws the
+whole curve, with this point marked.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .ranking import FEATURES, Ranked, fitted
+from .store.base import Candidates
+
+SIGNALS = (
+    "chunk",  # the best candidate chunk's cosine
+    "sentence",  # the best sentence's cosine
+    "ranker",  # the ranker's best score
+    "unknown_share",  # share of the question's IDF weight on words no chunk holds
+    "unknown_words",  # how many such words
+)
+# Chosen by cross-validation so that held-out on-topic questions are refused at most ~5%
+# of the time (the fit refuses this share of the questions it is fitted on).
+TARGET_FALSE_REFUSALS = 0.035
+
+
+@dataclass(frozen=True)
+class Decision:
+    offtopic: float  # the model's probability that the lectures do not cover the question
+    covered: bool
+
+
+def signals(ranked: Ranked, candidates: Candidates) -> np.ndarray:
+    terms = ranked.question_terms
+    unknown = [t for t in terms if not candidates.document_frequency.get(t)]
+    weight = sum(candidates.idf(t) for t in terms) or 1.0
+    if not ranked.sentences:
+        return np.array([0.0, 0.0, -10.0, 1.0, float(len(unknown))])
+    return np.array(
+        [
+            max(c.similarity for c in candidates.items),
+            float(ranked.features[:, FEATURES.index("sentence")].max()),
+            float(ranked.scores.max()),
+            sum(candidates.idf(t) for t in unknown) / weight,
+            float(len(unknown)),
+        ]
+    )
+
+
+def decide(row: np.ndarray, adapted: bool = True) -> Decision:
+    model = fitted(adapted)["coverage"]
+    if tuple(model["signals"]) != SIGNALS:
+        raise ValueError("weights.json was fitted on other coverage signals; run eval --fit")
+    z = float(row @ np.asarray(model["weights"]) + model["bias"])
+    p = 1 / (1 + math.exp(-max(min(z, 50.0), -50.0)))
+    return Decision(p, p < model["threshold"])

@@ -1,0 +1,103 @@
+"""The passage ranker's windows, on chunks laid out as the index lays them out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from karpathy_gpt import ranking
+from karpathy_gpt.chunking import Chunk
+from karpathy_gpt.ranking import BEFORE, FEATURES, WINDOW, Linear
+from karpathy_gpt.store.base import Candidate, Candidates
+from karpathy_gpt.text import sentence_spans
+
+LECTURE = " ".join(
+    f"Sentence number {n} talks about {'the tanh nonlinearity' if n == 7 else 'other things'}"
+    f"{' at some length' * (n % 3)}."
+    for n in range(40)
+)
+
+
+def chunk(start: int, end: int, n: int, timed: bool = False) -> Chunk:
+    text = LECTURE[start:end]
+    meta = {"id": "01", "title": "micrograd", "link": "https://youtu.be/x", "chunk": n,
+            "start_char": start, "end_char": end}
+    if timed:
+        meta["sentence_times"] = [[float(start + a), float(start + b)] for a, b in
+                                  sentence_spans(text)]
+    return Chunk(text, meta)
+
+
+def layout(timed: bool = False) -> list[Chunk]:
+    """Two chunks that overlap by one sentence, as chunking.chunk_spans cuts them."""
+    spans = sentence_spans(LECTURE)
+    first = (spans[0][0], spans[11][1])
+    second = (spans[11][0], spans[-1][1])
+    return [chunk(*first, 0, timed), chunk(*second, 1, timed)]
+
+
+def vectors(text: str, hot: int | None = None) -> np.ndarray:
+    """A unit vector per sentence; the sentence holding the word 'tanh' points along axis 0."""
+    rows = []
+    for a, b in sentence_spans(text):
+        v = np.zeros(8)
+        v[1 + (a % 7)] = 1.0
+        if "tanh" in text[a:b]:
+            v = np.eye(8)[0]
+        rows.append(v)
+    return np.array(rows)
+
+
+def candidates(timed: bool = False) -> Candidates:
+    first, second = layout(timed)
+    return Candidates(
+        [Candidate(first, 0.5, 1.0, 1, 1, vectors(first.text), second, vectors(second.text))],
+        documents=2,
+        document_frequency={"tanh": 1, "nonlinear": 1, "sentenc": 2, "number": 2, "what": 2},
+    )
+
+
+def cosine_first(rows: np.ndarray) -> np.ndarray:
+    return rows[:, FEATURES.index("sentence")]
+
+
+def test_a_passage_opens_near_the_best_sentence_and_runs_into_the_next_chunk():
+    ranked = ranking.rank("what is tanh?", np.eye(8)[0], candidates(), k=3, score=cosine_first)
+    first = ranked.passages[0]
+    assert "tanh" in first.best.text
+    assert first.sentences[0] in (first.best, first.best.before)
+    assert first.best.start - first.sentences[0].start <= BEFORE
+    assert first.sentences[-1].end - first.sentences[0].start <= WINDOW
+    # The window runs on past the first chunk's end, into the chunk that follows it.
+    assert first.sentences[-1].end > layout()[0].metadata["end_char"]
+    # Windows never share a sentence, and no more than k come back.
+    seen = [id(s) for p in ranked.passages for s in p.sentences]
+    assert len(seen) == len(set(seen)) and len(ranked.passages) <= 3
+
+
+def test_a_passage_is_the_lecture_text_with_its_place_and_time():
+    ranked = ranking.rank("what is tanh?", np.eye(8)[0], candidates(True), k=1, score=cosine_first)
+    passage = ranked.passages[0]
+    made = ranking.passage_chunk(passage, 1)
+    start, end = made.metadata["start_char"], made.metadata["end_char"]
+    assert made.text == LECTURE[start:end]  # the lecture's own text, separators included
+    assert made.metadata["id"] == "01" and made.metadata["title"] == "micrograd"
+    assert made.metadata["start"] == float(start)  # the first sentence's time (here: offsets)
+    assert made.metadata["link"] == f"https://youtu.be/x?t={start}"
+    assert "sentence_times" not in made.metadata
+
+
+def test_features_weigh_the_question_words_a_sentence_holds():
+    cands = candidates()
+    sentences = ranking.gather(cands)
+    rows, terms = ranking.features("what is the tanh nonlinearity?", np.eye(8)[0], cands, sentences)
+    assert rows.shape == (len(sentences), len(FEATURES)) and np.isfinite(rows).all()
+    assert terms == {"what", "tanh", "nonlinear"}
+    overlap = rows[:, FEATURES.index("overlap")]
+    best = max(range(len(sentences)), key=lambda i: overlap[i])
+    assert "tanh" in sentences[best].text and 0.5 < overlap[best] < 1  # "what" it lacks
+
+
+def test_the_served_weights_rank_with_every_feature():
+    for adapted in (True, False):
+        model = ranking.ranker(adapted)
+        assert isinstance(model, Linear) and len(model.weights) == len(FEATURES)
