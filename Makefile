@@ -64,11 +64,17 @@ node-deps:
 ingest: install
 	$(VENV)/bin/karpathy-gpt ingest
 
+# Ingest first: the first time, the model is adapted to the corpus (10-25 min on 2 cores, with
+# progress) and the index built; afterwards it finds both and returns in a second or two.
 serve: install
+	$(VENV)/bin/karpathy-gpt ingest
 	$(VENV)/bin/uvicorn karpathy_app:app --host $(HOST) --port $(PORT)
 
+# The tests' index of the real corpus is built (and the model adapted) here, with progress,
+# rather than inside the first test server's start-up wait.
 test: install-test chromium node-deps
 	$(VENV)/bin/ruff check src tests benchmarks karpathy_app.py
+	KGPT_INDEX_DIR=.kgpt/test-index $(VENV)/bin/karpathy-gpt ingest
 	$(VENV)/bin/python -m pytest -q -rs
 
 eval: install
