@@ -121,18 +121,20 @@ def show(measured, console: Console) -> None:
     main_off = measured.cv_off if measured.cv_off is not None else measured.served_off
     sources = [q.source for q in measured.labelled]
     if len(set(sources)) > 1:
-        console.print(f"{main_name} by file (hit@2400, hit@1, answer holds the evidence):")
+        console.print("by file: hit@2400 / hit@1 (answers: evidence held)")
         for source in dict.fromkeys(sources):
-            mine = [j for j, s in zip(main, sources, strict=True) if s == source]
-            figures = [
-                interval([float(bool(x)) for x in values]).percent()
-                for values in (
-                    [j.found.within[2400] for j in mine],
-                    [j.found.rank == 1 for j in mine],
-                    [j.holds for j in mine],
-                )
-            ]
-            console.print(f"  {source:22} n={len(mine):<4}" + "".join(f"{f:>21}" for f in figures))
+            mine = [i for i, s in enumerate(sources) if s == source]
+            cells = []
+            for name, found in rows.items():
+                hit = np.mean([found[i].within[2400] for i in mine])
+                first = np.mean([found[i].rank == 1 for i in mine])
+                cells.append(f"{name} {100 * hit:.1f}/{100 * first:.1f}")
+            held = np.mean([bool(main[i].holds) for i in mine])
+            console.print(
+                f"  {source} (n={len(mine)}): " + ", ".join(cells) + f"; answers {100 * held:.1f}",
+                soft_wrap=True,
+                highlight=False,
+            )
     types = by_type([j.type for j in main], [j.found.within[2400] for j in main])
     console.print(
         f"{main_name} hit@2400 by type: "
