@@ -1,6 +1,6 @@
 """Passages cut around the sentences that answer: a learned sentence ranker over the candidates.
 
-The store finds candidate chunks (the dense top 50 and the BM25 top 50, ``store.base``). Every
+The store finds candidate chunks (the dense top 25 and the BM25 top 25, ``store.base``). Every
 sentence of those chunks is then scored by a linear model over a handful of features that join
 sentence-level and chunk-level evidence, dense and lexical: the sentence's cosine to the
 question and its neighbours', its chunk's cosine and BM25 score and their ranks, and the share of
