@@ -49,14 +49,22 @@ def answers(judged: Sequence[Judged], off: Sequence[Judged]) -> dict:
 
 
 def by_source(measured) -> dict:
+    """Each row's figures on each question file, and the answers' on the main row."""
     main = measured.cv if measured.cv is not None else measured.served
+    sources = [q.source for q in measured.labelled]
     out: dict[str, dict] = {}
-    for q, j in zip(measured.labelled, main, strict=True):
-        out.setdefault(q.source, {"hit@2400": [], "hit@1": [], "answer": []})
-        out[q.source]["hit@2400"].append(float(j.found.within[2400]))
-        out[q.source]["hit@1"].append(float(j.found.rank == 1))
-        out[q.source]["answer"].append(float(bool(j.holds)))
-    return {s: {m: vars(interval(v)) for m, v in d.items()} for s, d in out.items()}
+    for source in dict.fromkeys(sources):
+        mine = [i for i, s in enumerate(sources) if s == source]
+        figures = {
+            name: {
+                "hit@2400": vars(interval([float(found[i].within[2400]) for i in mine])),
+                "hit@1": vars(interval([float(found[i].rank == 1) for i in mine])),
+            }
+            for name, found in rows_of(measured).items()
+        }
+        figures["answers"] = vars(interval([float(bool(main[i].holds)) for i in mine]))
+        out[source] = figures
+    return out
 
 
 def as_json(measured) -> dict:
