@@ -87,6 +87,7 @@ class Ranked:
     scores: np.ndarray  # their ranker scores
     features: np.ndarray  # their feature rows (len(sentences) x len(FEATURES))
     question_terms: set[str]
+    question: str = ""
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ def rank(
     ``score`` (default: the fitted ranker for the embedder, adapted or not)."""
     sentences = gather(candidates) if candidates.items else []
     if not sentences:
-        return Ranked([], [], np.zeros(0), np.zeros((0, len(FEATURES))), set())
+        return Ranked([], [], np.zeros(0), np.zeros((0, len(FEATURES))), set(), question)
     rows, terms = features(question, vector, candidates, sentences)
     scores = (score or ranker(adapted))(rows)
     passages: list[Passage] = []
@@ -271,7 +272,7 @@ def rank(
         used.update(id(s) for s in window)
         if len(passages) == k:
             break
-    return Ranked(passages, sentences, scores, rows, terms)
+    return Ranked(passages, sentences, scores, rows, terms, question)
 
 
 def _window(best: Sentence) -> list[Sentence]:

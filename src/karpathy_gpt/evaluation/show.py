@@ -160,8 +160,7 @@ def show(measured, console: Console) -> None:
             + ", ".join(f"{t} {h}/{k}" for t, (h, k) in a["off_by_type"].items())
         )
     console.print(
-        "evidence held by type: "
-        + ", ".join(f"{t} {h}/{k}" for t, (h, k) in a["by_type"].items()),
+        "evidence held by type: " + ", ".join(f"{t} {h}/{k}" for t, (h, k) in a["by_type"].items()),
         soft_wrap=True,
     )
     console.print(f"longest answer: {a['longest']} characters")

@@ -60,6 +60,7 @@ class Candidates:
     items: list[Candidate]
     documents: int  # chunks in the index
     document_frequency: Mapping[str, int]  # chunks holding each (stemmed) term
+    names: frozenset[str] = frozenset()  # the corpus's words with a capital or digit, as written
 
     def idf(self, term: str) -> float:
         return math.log(1 + self.documents / max(self.document_frequency.get(term, 0), 0.5))

@@ -158,7 +158,7 @@ class LocalStore:
                     following_vectors=after,
                 )
             )
-        return Candidates(items, len(chunks), self.index.document_frequency())
+        return Candidates(items, len(chunks), index.document_frequency(), index.names)
 
 
 def _same_lecture(chunks: list[Chunk], i: int) -> bool:
