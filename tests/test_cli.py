@@ -57,9 +57,9 @@ def test_ask_refuses_what_the_api_refuses(tmp_path, question):
 
 
 def test_eval_on_the_public_questions(server, index_dir):
-    """At least what the served ranker and refusal (weights.json of 0f06b91, the adapted model)
+    """At least what the served ranker and refusal (weights.json of cca6e58, the adapted model)
     reached: hit@1 13/15, hit@3 15/15, MRR@10 0.911, every answer's evidence within 2,400
-    characters, 14/15 answers holding their evidence, none refused; 47/65 off-topic questions
+    characters, 14/15 answers holding their evidence, none refused; 50/65 off-topic questions
     refused. These questions were among those fitted on (in_sample): a drop is a regression,
     not a measure of the method (the cross-validated figures are eval --cv's)."""
     figures = eval_figures(SHARED / "eval" / "questions.jsonl", index_dir)
@@ -72,7 +72,7 @@ def test_eval_on_the_public_questions(server, index_dir):
     assert answered(figures, "on_topic_refused", 15) == 0
     off_topic = sum(n for _, n in figures["answers"]["off_by_type"].values())
     assert off_topic == 65  # the default sets: shared offtopic-dev and benchmarks' own
-    assert answered(figures, "off_topic_refused", off_topic) >= 47
+    assert answered(figures, "off_topic_refused", off_topic) >= 50
     # The shared labels were corrected (cross entropy: lectures 03, 05, 07): none is unreachable.
     assert figures["label_problems"] == []
 
@@ -103,7 +103,7 @@ def test_eval_warns_of_labels_no_passage_can_satisfy(server, index_dir, tmp_path
 
 
 def test_eval_on_the_development_questions(server, index_dir):
-    """The project's 35 development questions, measured with the served weights (0f06b91):
+    """The project's 35 development questions, measured with the served weights (cca6e58):
     hit@1 28/35, hit@3 31/35, MRR@10 0.856, hit@2400 31/35, 33/35 answers holding their
     evidence, none refused. (The weighted fusion this ranker replaced scored hit@1 29/35,
     hit@3 32/35, MRR@10 0.882 on them, with its weight chosen on them.) Also in the fit."""

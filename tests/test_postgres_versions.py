@@ -254,15 +254,12 @@ def test_reingest_switches_atomically_while_queries_run(database_url, embedder, 
     assert all(s in ({"old"}, {"new"}) for s in seen), [s for s in seen if len(s) != 1][:5]
 
 
-@pytest.mark.xfail(
-    reason="PostgresStore.candidates reads the rows, the active version and its document "
-    "frequencies in three statements (three snapshots): a switch in between pairs one "
-    "version's candidates with the other's IDF (~7% of the queries here)",
-    strict=False,
-)
 def test_candidates_and_their_document_frequencies_come_from_one_version(
     database_url, embedder, tmp_path
 ):
+    """The IDF the ranker weighs a question's words by is the candidates' own version's, even
+    while versions switch (b8835db reads the version and chunk count with the rows)."""
+
     def seen_by(found) -> set[str]:
         titles = {c.chunk.metadata["title"].split("-")[0] for c in found.items}
         # Only the old lectures say "bigram", only the new ones "dropout".
