@@ -87,13 +87,12 @@ def gguf_vs_engine(args, env, questions: list[str]) -> None:
 
     from karpathy_gpt.answer.prompt import chat_messages
     from karpathy_gpt.config import Settings
-    from karpathy_gpt.embedding import Embedder
-    from karpathy_gpt.index.backend import open_index
+    from karpathy_gpt.index.backend import open_serving
     from karpathy_gpt.retrieval import Retriever
 
+    # The server's own index and embedder (the model adapted to the corpus, as it serves).
     settings = Settings(index_dir=Path(args.index_dir))
-    embedder = Embedder(threads=1)
-    retriever = Retriever(open_index(settings, embedder), embedder)
+    retriever = Retriever(*open_serving(settings, threads=1))
     llm = Llama(
         model_path=str(args.model),
         n_ctx=args.context,

@@ -6,8 +6,7 @@ copied into the repo: this writes a copy with the corrections below to ``--out``
 question, so the figures on it can be reproduced:
 
     .venv/bin/python benchmarks/label_corrections.py
-    .venv/bin/karpathy-gpt eval --questions /tmp/corrected-questions.jsonl
-    .venv/bin/python benchmarks/retrieval_variants.py --questions /tmp/corrected-questions.jsonl
+    .venv/bin/karpathy-gpt eval --questions /tmp/corrected-questions.jsonl [--cv --compare]
 
 ``--only contradiction`` applies only the first correction: the one `karpathy-gpt eval`'s label
 check finds by itself (an accepted lecture no passage of which can match the evidence). The

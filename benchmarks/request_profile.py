@@ -1,12 +1,16 @@
-"""Where the time of one /karpathy-docs request goes: embed / search / fuse / serialise / rest.
+"""Where the time of one /karpathy-docs request goes: embed / candidates / rank / serialise /
+rest.
 
 For each configuration a child process loads the index and times every stage of a retrieval
 in-process, the way ``Retriever.search`` and ``/karpathy-docs`` run them, on distinct questions;
 then a real uvicorn server of that configuration answers the same number of sequential requests,
 and what the stages do not account for ("rest") is HTTP, FastAPI, sse-starlette, the thread hop
-and the client. ``before`` is the code of ``--before REV`` (git archive of it, served from a
-temporary folder): torch, and BLAS with its default threads. The others are backends of this
-tree. Usage:
+and the client. ``candidates`` is the store's dense and BM25 top chunks; ``rank`` scores their
+sentences, cuts the passages and decides coverage (``ranking``, ``coverage``). ``before`` is
+the code of ``--before REV`` (git archive of it, served from a temporary folder): torch, and
+BLAS with its default threads; its stages are timed with this tree's code on the torch backend.
+The others are backends of this tree. Every configuration serves the index ingest makes (the
+model adapted to the corpus, unless KGPT_ADAPT=false). Usage:
 
     .venv/bin/python benchmarks/request_profile.py [--n 200] [--configs before,torch,onnx]
         [--before 2132de4]
@@ -29,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from docs_vs_langchain import distinct  # noqa: E402
 from servers import REPO, Server, percentile_ms, start  # noqa: E402
 
-STAGES = ("embed", "dense", "lexical", "fuse", "serialise")
+STAGES = ("embed", "candidates", "rank", "serialise")
 
 
 def child(config: str, n: int, index_dir: str, url: str) -> dict[str, float]:
@@ -38,18 +42,19 @@ def child(config: str, n: int, index_dir: str, url: str) -> dict[str, float]:
     from sse_starlette import ServerSentEvent
     from threadpoolctl import threadpool_limits
 
+    from karpathy_gpt import coverage, ranking
     from karpathy_gpt.api.legacy import END, passage_json
     from karpathy_gpt.config import Settings
-    from karpathy_gpt.embedding import Embedder
-    from karpathy_gpt.index.backend import open_index
-    from karpathy_gpt.store.local import CANDIDATES
+    from karpathy_gpt.index.backend import open_serving
+    from karpathy_gpt.retrieval import passage_hit
     from karpathy_gpt.text import normalise
 
     backend = "torch" if config == "before" else config
     if config != "before":
         threadpool_limits(limits=1, user_api="blas")  # as Service.start does
-    embedder = Embedder(threads=1, backend=backend)
-    store = open_index(Settings(index_dir=Path(index_dir), embedding_backend=backend), embedder)
+    settings = Settings(index_dir=Path(index_dir), embedding_backend=backend)
+    store, embedder = open_serving(settings, threads=1)  # as the server of that backend
+    adapted = embedder.adapted
     times: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "HTTP total")}
     client = httpx.Client(timeout=60)
     asked = distinct(n + 20, offset=500_000)
@@ -58,22 +63,22 @@ def child(config: str, n: int, index_dir: str, url: str) -> dict[str, float]:
         query = normalise(question)
         vector = embedder.embed_one(query)
         t1 = time.perf_counter()
-        dense, similarities = store.dense_ranking(vector, CANDIDATES)
+        candidates = store.candidates(query, vector)
         t2 = time.perf_counter()
-        lexical = store.lexical_ranking(query, CANDIDATES)
+        ranked = ranking.rank(question, vector, candidates, 3, adapted=adapted)
+        coverage.decide(coverage.signals(ranked, candidates), adapted)
+        hits = [passage_hit(p, n) for n, p in enumerate(ranked.passages, start=1)]
         t3 = time.perf_counter()
-        hits = store.fuse(dense, lexical, similarities, 3)
-        t4 = time.perf_counter()
         events = [ServerSentEvent(data=passage_json(h, r)) for r, h in enumerate(hits, 1)]
         b"".join(e.encode() for e in [*events, END])
-        t5 = time.perf_counter()
+        t4 = time.perf_counter()
         client.post(url + "/karpathy-docs", data={"query": asked[i]}).read()
-        t6 = time.perf_counter()
+        t5 = time.perf_counter()
         if i >= 20:  # the first few pay for lazy initialisation
             for stage, a, b in zip(
                 (*STAGES, "HTTP total"),
-                (t0, t1, t2, t3, t4, t5),
-                (t1, t2, t3, t4, t5, t6),
+                (t0, t1, t2, t3, t4),
+                (t1, t2, t3, t4, t5),
                 strict=True,
             ):
                 times[stage].append(b - a)

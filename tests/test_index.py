@@ -15,7 +15,6 @@ from support.servers import base_env
 from support.streams import passages, post_sse
 
 from karpathy_gpt.config import Settings
-from karpathy_gpt.embedding import Embedder
 from karpathy_gpt.index.backend import ingest, open_index
 from karpathy_gpt.index.build import index_path
 from karpathy_gpt.store.local import LocalStore
@@ -104,7 +103,10 @@ def test_a_damaged_index_is_rebuilt_not_a_crash(small, embedder, damage, caplog)
 def test_kill_9_during_ingest_leaves_the_previous_index_in_use(server, index_dir, monkeypatch):
     """A forced re-ingest of the real corpus killed mid-way; the server's index is untouched."""
     settings = Settings(corpus_dir=CORPUS, index_dir=index_dir)
-    path = index_path(settings)
+    served = ingest(settings)  # the server's index (and the adapted model it was embedded by)
+    served.store.close()
+    assert not served.built
+    path = index_dir / served.key
     meta_before = (path / "meta.json").read_bytes()
     proc = subprocess.Popen(
         [str(VENV_BIN / "karpathy-gpt"), "ingest", "--force"],
@@ -123,7 +125,7 @@ def test_kill_9_during_ingest_leaves_the_previous_index_in_use(server, index_dir
     assert (path / "meta.json").read_bytes() == meta_before
     _, events = post_sse(server.url + "/karpathy-docs", data={"question": "What is makemore"})
     assert len(passages(events)) == 3, "the running server keeps serving the previous index"
-    opened = ingest(settings, refusing_to_embed(Embedder(), monkeypatch))
+    opened = ingest(settings, refusing_to_embed(served.embedder, monkeypatch))
     assert not opened.built, "the old index should load, not be rebuilt"
     store = opened.store
     assert len(store) > 500

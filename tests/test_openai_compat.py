@@ -98,12 +98,16 @@ def test_a_follow_up_is_retrieved_with_the_conversation(client):
     answer = first.choices[0].message.content
     conversation = [user(QUESTION), {"role": "assistant", "content": answer}, user(FOLLOW_UP)]
     follow_up = ask(client, *conversation)
-    lectures = [s["lecture_id"] for s in sources_of(follow_up.choices[0])]
-    # The bigram lecture, found through the first turn: it leads, and holds most passages.
-    assert lectures[0] == "02" and lectures.count("02") >= 2, lectures
+    sources = sources_of(follow_up.choices[0])
+    lectures = [s["lecture_id"] for s in sources]
+    # The bigram model, found through the first turn: every passage speaks of it, and most are
+    # from its lecture (another may be a later lecture's recap of it).
+    assert lectures.count("02") >= 2, lectures
+    assert all("bigram" in s["text"].lower() for s in sources), sources
     assert "bigram" in follow_up.choices[0].message.content.lower()
-    bare = ask(client, user(FOLLOW_UP))
-    assert "02" not in [s["lecture_id"] for s in sources_of(bare.choices[0])]
+    bare = sources_of(ask(client, user(FOLLOW_UP)).choices[0])
+    assert "02" not in [s["lecture_id"] for s in bare]
+    assert not any("bigram" in s["text"].lower() for s in bare), bare
 
 
 def test_system_messages_and_text_parts_are_accepted(client):

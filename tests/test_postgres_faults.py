@@ -17,6 +17,7 @@ from support.servers import base_env, run_cli
 
 from karpathy_gpt.config import Settings
 from karpathy_gpt.index.backend import ingest, open_index
+from karpathy_gpt.retrieval import Retriever
 from karpathy_gpt.store.base import DatabaseError
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -51,7 +52,7 @@ def refused_then_served(settings: Settings, embedder, first: list[int], reason: 
     assert versions(settings.database_url) == first
     store = open_index(settings, embedder)  # what a server does: serves the previous version
     try:
-        hits = store.search("bigram", embedder.embed_one("bigram"), 2)
+        hits = Retriever(store, embedder).search("bigram", 2).hits
         assert hits and all(h.chunk.metadata["title"].startswith("lecture") for h in hits)
     finally:
         store.close()

@@ -63,14 +63,19 @@ def schema_1_database(url: str, embedder: Embedder) -> None:
             (len(SENTENCES),),
         )
         conn.execute("CREATE TABLE kgpt_chunks_v1 PARTITION OF kgpt_chunks FOR VALUES IN (1)")
+        start = 0
         for n, (text, vector) in enumerate(zip(SENTENCES, embedder.embed(SENTENCES), strict=True)):
+            # The chunk metadata that release wrote (start_char/end_char in the lecture).
+            meta = {"title": "old", "id": "01", "chunk": n, "link": "https://youtu.be/old"}
+            meta.update(source="old 01", start_char=start, end_char=start + len(text))
+            start += len(text) + 1
             conn.execute(
                 "INSERT INTO kgpt_chunks VALUES (1, %s, %s, %s, %s::vector, "
                 "to_tsvector('english', %s), 5, ARRAY[%s::vector])",
                 (
                     n,
                     text,
-                    json.dumps({"title": "old", "id": "01", "chunk": n}),
+                    json.dumps(meta),
                     str(vector.tolist()),
                     text,
                     str(vector.tolist()),
@@ -90,8 +95,13 @@ def test_a_schema_1_database_is_upgraded_and_republished_at_the_next_ingest(
                 SCHEMA_VERSION,
             )
         # The old version is still served (it has no postings: by its vectors alone).
-        hits = store.search("bigram", embedder.embed_one("bigram"), 2)
-        assert hits and "bigram" in hits[0].chunk.text
+        found = store.candidates("bigram", embedder.embed_one("bigram"))
+        assert len(found.items) == len(SENTENCES)
+        assert all(c.lexical == 0 for c in found.items)
+        nearest = min(found.items, key=lambda c: c.dense_rank)
+        assert "bigram" in nearest.chunk.text
+        hits = Retriever(store, embedder).search("What does a bigram model predict?", 2).hits
+        assert hits and "bigram" in hits[0].chunk.text and hits[0].chunk.metadata["id"] == "01"
         assert not store.holds("old")
     finally:
         store.close()
@@ -182,8 +192,9 @@ def test_pruning_waits_for_no_query_and_catches_up_at_the_next_publish(
         store.close()
 
 
-def test_reingest_switches_atomically_while_queries_run(database_url, embedder, tmp_path):
-    """Readers see all of the old version or all of the new, never none or a mix."""
+def versions_seen_while_switching(database_url, embedder, tmp_path, seen_by) -> list[set[str]]:
+    """What three readers see (``seen_by(candidates)``, a set of version names per query) while
+    the active version switches 12 times between an "old" and a "new" corpus."""
     settings = Settings(chunk_size=200, chunk_overlap=50)
     indexes = {}
     for title, sentences in [("old", SENTENCES), ("new", MORE)]:
@@ -201,10 +212,7 @@ def test_reingest_switches_atomically_while_queries_run(database_url, embedder, 
         reader = PostgresStore(database_url, pool_size=1)
         try:
             while not stop.is_set():
-                hits = reader.search("gradient loss", vector, 20)
-                seen.append({h.chunk.metadata["title"].split("-")[0] for h in hits})
-                if len(hits) != 20:
-                    seen.append({f"only {len(hits)} hits"})
+                seen.append(seen_by(reader.candidates("gradient loss", vector, depth=20)))
         except BaseException as exc:  # reported below, not swallowed by the thread
             errors.append(exc)
         finally:
@@ -225,8 +233,42 @@ def test_reingest_switches_atomically_while_queries_run(database_url, embedder, 
         store.close()
     assert not errors, errors
     assert len(seen) > 20
-    assert all(s in ({"old"}, {"new"}) for s in seen), [s for s in seen if len(s) != 1][:5]
     assert {"old"} in seen and {"new"} in seen
+    return seen
+
+
+def test_reingest_switches_atomically_while_queries_run(database_url, embedder, tmp_path):
+    """Readers see all of the old version or all of the new, never none or a mix: the
+    candidates, the chunks that follow them, and a whole dense top 20."""
+
+    def seen_by(found) -> set[str]:
+        chunks = [c.chunk for c in found.items]
+        chunks += [c.following for c in found.items if c.following is not None]
+        titles = {c.metadata["title"].split("-")[0] for c in chunks}
+        dense = sorted(c.dense_rank for c in found.items if c.dense_rank <= 20)
+        if dense != list(range(1, 21)):
+            titles.add(f"a dense top 20 of {len(dense)}")
+        return titles
+
+    seen = versions_seen_while_switching(database_url, embedder, tmp_path, seen_by)
+    assert all(s in ({"old"}, {"new"}) for s in seen), [s for s in seen if len(s) != 1][:5]
+
+
+def test_candidates_and_their_document_frequencies_come_from_one_version(
+    database_url, embedder, tmp_path
+):
+    """The IDF the ranker weighs a question's words by is the candidates' own version's, even
+    while versions switch (b8835db reads the version and chunk count with the rows)."""
+
+    def seen_by(found) -> set[str]:
+        titles = {c.chunk.metadata["title"].split("-")[0] for c in found.items}
+        # Only the old lectures say "bigram", only the new ones "dropout".
+        said = {t for t in ("bigram", "dropout") if found.document_frequency.get(t)}
+        titles.add({"bigram": "old", "dropout": "new"}.get(",".join(sorted(said)), "?"))
+        return titles
+
+    seen = versions_seen_while_switching(database_url, embedder, tmp_path, seen_by)
+    assert all(s in ({"old"}, {"new"}) for s in seen), [s for s in seen if len(s) != 1][:5]
 
 
 def test_dropped_connections_are_replaced(database_url, embedder, tmp_path):
@@ -234,8 +276,12 @@ def test_dropped_connections_are_replaced(database_url, embedder, tmp_path):
     settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", database_url=database_url)
     store = open_index(settings, embedder)
     vector = embedder.embed_one("bigram model")
+
+    def nearest() -> list[dict]:
+        return [c.chunk.metadata for c in store.candidates("bigram model", vector, 2).items]
+
     try:
-        before = store.search("bigram model", vector, 2)
+        before = nearest()
         for _ in range(2):  # the server ends every connection the pool holds
             with psycopg.connect(database_url, autocommit=True) as admin:
                 killed = admin.execute(
@@ -243,7 +289,6 @@ def test_dropped_connections_are_replaced(database_url, embedder, tmp_path):
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 ).fetchone()[0]
             assert killed >= 1
-            after = store.search("bigram model", vector, 2)
-            assert [h.chunk.metadata for h in after] == [h.chunk.metadata for h in before]
+            assert nearest() == before
     finally:
         store.close()

@@ -1,9 +1,9 @@
-"""``karpathy-gpt eval --report``: report.md with retrieval per ranking and chunk size, answers
-beside their references, provenance, and the PNG plots."""
+"""``karpathy-gpt eval --report``: report.md with the retrieval table (served, cross-validated,
+the baselines), the answers and the ones that missed beside their references, the off-topic
+questions answered anyway, provenance, and the two PNG plots."""
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import subprocess
@@ -37,7 +37,20 @@ QUESTIONS = [
         "lectures": ["03", "09"],  # the corpus has no lecture 09: a label problem
         "evidence": "quer",
     },
+    {
+        # No lecture says it: never a hit, and an answer that misses its evidence for sure.
+        "question": "What is the capital of France?",
+        "reference_answer": "Paris is the capital of France.",
+        "lectures": ["04"],
+        "evidence": "Paris",
+    },
 ]
+OFFTOPIC = [
+    {"question": "How do I bake sourdough bread?", "type": "unrelated"},
+    {"question": "Who won the football world cup in 2018?", "type": "unrelated"},
+    {"question": "How does LoRA fine-tune a big model with low-rank updates?", "type": "ml-absent"},
+]
+PERCENT = r"\s*\d+\.\d% \[\d+\.\d-\d+\.\d\]"
 
 
 def test_rouge_l_recall_counts_reference_words_in_order():
@@ -74,17 +87,26 @@ def report_run(env: dict[str, str], *args: str):
         get_settings.cache_clear()
 
 
-def test_eval_report_writes_markdown_and_plots(tmp_path):
+def section(report: str, title: str) -> str:
+    """The text under the heading that starts with ``title``, up to the next heading."""
+    heading = re.search(rf"^{re.escape(title)}.*$", report, re.MULTILINE)
+    assert heading, f"no {title!r} in {report}"
+    return re.split(r"^#", report[heading.end() :], maxsplit=1, flags=re.MULTILINE)[0]
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The cells of a markdown table's body rows (header and rule left out)."""
+    rows = [line for line in text.splitlines() if line.startswith("|")][2:]
+    return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows]
+
+
+@pytest.fixture
+def inputs(tmp_path):
     corpus = write_timed_corpus(tmp_path / "lectures")
     questions = tmp_path / "questions.jsonl"
     questions.write_text("\n".join(json.dumps(q) for q in QUESTIONS))
-    test_set = tmp_path / "test-set.csv"
-    with test_set.open("w", newline="") as f:
-        writer = csv.writer(f, quoting=csv.QUOTE_ALL)
-        writer.writerow(["question", "answer", ""])
-        for q in QUESTIONS[:2]:
-            writer.writerow([q["question"], q["reference_answer"], ""])
-    out = tmp_path / "report"
+    offtopic = tmp_path / "offtopic.jsonl"
+    offtopic.write_text("\n".join(json.dumps(q) for q in OFFTOPIC))
     env = {
         "KGPT_INDEX_DIR": str(tmp_path / "index"),
         "KGPT_CHUNK_SIZE": "200",
@@ -92,12 +114,19 @@ def test_eval_report_writes_markdown_and_plots(tmp_path):
         "KGPT_ANSWERER": "extractive",
         "COLUMNS": "200",
     }
-    inputs = ["--corpus", str(corpus), "--questions", str(questions), "--test-set", str(test_set)]
-    result = report_run(env, *inputs, "--chunk-sizes", "200,400", "--report", str(out))
+    args = ["--corpus", str(corpus), "--questions", str(questions), "--offtopic", str(offtopic)]
+    return env, args
+
+
+def test_eval_report_writes_markdown_and_plots(tmp_path, inputs):
+    env, args = inputs
+    out = tmp_path / "report"
+    result = report_run(env, *args, "--report", str(out))
     assert result.exit_code == 0, result.output
+    assert f"report written: {out / 'report.md'}" in result.output
     report = (out / "report.md").read_text()
 
-    for plot in ("retrieval.png", "answers.png"):
+    for plot in ("retrieval.png", "refusal.png"):
         data = (out / plot).read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5_000
         assert f"]({plot})" in report
@@ -106,33 +135,63 @@ def test_eval_report_writes_markdown_and_plots(tmp_path):
         ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     assert f"| commit | {commit}" in report
-    assert "| chunk size / overlap (served) | 200 / 50 |" in report
+    assert "| questions | 4 labelled, 3 off-topic |" in report
     assert "| answerer | extractive |" in report
+    assert "| passages per answer | 3 |" in report
 
-    rows = re.findall(r"^\| (\d+) \| (dense|bm25|hybrid) \| (\d+)/3 \| (\d+)/3 \| ([\d.]+) \|$",
-                      report, re.MULTILINE)  # fmt: skip
-    assert {(size, mode) for size, mode, *_ in rows} == {
-        (s, m) for s in ("200", "400") for m in ("dense", "bm25", "hybrid")
-    }
-    assert all(int(h1) <= int(h3) for *_, h1, h3, _ in rows)
-    # Three lectures, three clearly worded questions: hybrid finds each one's lecture first.
-    assert ("200", "hybrid", "3", "3", "1.000") in rows
+    # Retrieval: the served row only (no --cv, no --compare). Three clearly worded questions,
+    # each one's lecture first; the Paris question is never a hit.
+    rows = table_rows(section(report, "## Retrieval"))
+    assert [row[0] for row in rows] == ["served"]
+    assert all(re.fullmatch(PERCENT, cell) for cell in rows[0][1:]), rows
+    assert rows[0][3].startswith("75.0% "), rows  # hit@1: 3 of 4
 
-    labels = report.split("### Labels")[1].split("## Answers")[0]
-    assert "| What do queries and keys do in self attention? | 09 | not in the corpus |" in labels
-    assert labels.count("| not in the corpus |") == 1
+    answers = section(report, "## Answers (served, extractive)")
+    for line in ("evidence in the first 800 characters", "on-topic questions refused"):
+        assert re.search(rf"^- {line}:{PERCENT}$", answers, re.MULTILINE), answers
+    refused = re.search(r"^- off-topic questions refused:\s*(\d+\.\d)%", answers, re.MULTILINE)
+    assert refused, answers
 
-    assert re.search(r"\*\*\d/3\*\* answers to the labelled questions", report)
-    side_by_side = report.split("### Test set")[1]
-    for q in QUESTIONS[:2]:
-        assert q["question"] in side_by_side and q["reference_answer"] in side_by_side
-    recalls = re.findall(r"^\| (\d\.\d\d) \| What|^\| (\d\.\d\d) \| Why", side_by_side, re.M)
-    assert len(recalls) == 2
+    missed = section(report, "### Answers that miss their evidence")
+    missed_rows = table_rows(missed)
+    count = re.search(r"^### Answers that miss their evidence \((\d+)\)$", report, re.MULTILINE)
+    assert count and int(count.group(1)) == len(missed_rows) >= 1
+    paris = [row for row in missed_rows if row[1] == QUESTIONS[3]["question"]]
+    assert len(paris) == 1, missed  # beside its reference answer
+    paris = paris[0]
+    assert paris[3] == QUESTIONS[3]["reference_answer"] and "Paris" not in paris[2]
 
-    # The same report with an answer provider that cannot be reached: a message, no traceback.
+    # The off-topic questions answered anyway: as many rows as the share not refused says.
+    anyway = table_rows(section(report, "### Off-topic questions answered anyway"))
+    assert len(anyway) == round(len(OFFTOPIC) * (1 - float(refused.group(1)) / 100))
+    offtopic = {q["question"]: q["type"] for q in OFFTOPIC}
+    assert all(offtopic[question] == kind for kind, question, _ in anyway), anyway
+
+    # eval itself still names the labels no passage can satisfy.
+    assert "accepts lecture 09, but not in the corpus" in result.output
+    assert "accepts lecture 04, but no passage of it matches the evidence /Paris/" in result.output
+
+
+def test_report_with_cross_validation_and_the_baselines(tmp_path, inputs):
+    env, args = inputs
+    out = tmp_path / "report"
+    result = report_run(env, *args, "--cv", "--compare", "--report", str(out))
+    assert result.exit_code == 0, result.output
+    report = (out / "report.md").read_text()
+    rows = table_rows(section(report, "## Retrieval"))
+    assert [row[0] for row in rows] == ["served", "cross-validated", "seed design", "plain RRF"]
+    assert all(re.fullmatch(PERCENT, cell) for row in rows for cell in row[1:]), rows
+    # The answers judged are the cross-validated ones, and the plots are there.
+    assert "## Answers (cross-validated, extractive)" in report
+    assert (out / "retrieval.png").is_file() and (out / "refusal.png").is_file()
+
+
+def test_an_answerer_that_cannot_be_reached_fails_the_report_with_a_message(tmp_path, inputs):
+    env, args = inputs
     closed = free_port()
     env.update(KGPT_ANSWERER="openai", OPENAI_BASE_URL=f"http://127.0.0.1:{closed}/v1")
-    failed = report_run(env, *inputs, "--chunk-sizes", "200", "--report", str(tmp_path / "failed"))
+    failed = report_run(env, *args, "--report", str(tmp_path / "failed"))
     assert failed.exit_code == 1, failed.output
     assert "the answerer failed" in failed.output and f"127.0.0.1:{closed}" in failed.output
+    assert "Traceback" not in failed.output
     assert not (tmp_path / "failed" / "report.md").exists()

@@ -130,8 +130,8 @@ def test_a_report_into_a_read_only_folder_is_one_line(tmp_path):
     questions = tmp_path / "questions.jsonl"
     labelled = {"question": QUESTION["question"], "lectures": ["01", "02"], "evidence": "bigram"}
     questions.write_text(json.dumps(labelled) + "\n")
-    test_set = tmp_path / "test-set.csv"
-    test_set.write_text('question,answer\n"What does a bigram model predict?","the next one"\n')
+    offtopic = tmp_path / "offtopic.jsonl"
+    offtopic.write_text(json.dumps({"question": "How do I bake sourdough bread?"}) + "\n")
     env = base_env(
         KGPT_INDEX_DIR=str(tmp_path / "index"),
         KGPT_ANSWERER="extractive",
@@ -143,7 +143,7 @@ def test_a_report_into_a_read_only_folder_is_one_line(tmp_path):
     with read_only(out):
         failed = run_cli(
             *("eval", "--corpus", str(corpus), "--questions", str(questions)),
-            *("--test-set", str(test_set), "--chunk-sizes", "200", "--report", str(out)),
+            *("--offtopic", str(offtopic), "--report", str(out)),
             env=env,
         )
     assert failed.returncode != 0

@@ -229,8 +229,14 @@ def evaluate_cmd(
     settings = _settings(corpus, answering=True)
     try:
         measured = run.measure(
-            settings, questions, offtopic, compare=compare, cv=cv or fit, fit=fit,
-            folds=folds, console=err,
+            settings,
+            questions,
+            offtopic,
+            compare=compare,
+            cv=cv or fit,
+            fit=fit,
+            folds=folds,
+            console=err,
         )
     except AnswerError as exc:
         err.print(f"[red]error:[/] the answerer failed, nothing measured: {exc}", soft_wrap=True)

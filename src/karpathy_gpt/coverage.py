@@ -3,8 +3,10 @@
 One cosine threshold refuses too little or too much: an off-topic question can share words
 with the lectures ("CLIP's contrastive loss" and gradient clipping), and a casual on-topic one
 can match nothing well. The decision weighs a few signals in a logistic model: how close the
-best chunk and the best sentence come, how sure the passage ranker is of its best sentence,
-and how much of the question (by IDF weight) uses words the lectures never say. Its weights and
+best chunk and the best sentence come, how sure the passage ranker is of its best sentence, how
+much of the question (by IDF weight) uses words the lectures never say, and how many names it
+uses that the lectures never write ("CLIP", "RoPE", "Bengio et al." are names the lectures
+would have to write as such to cover them). Its weights and
 threshold are fitted on labelled on-topic questions against off-topic ones
 (``karpathy-gpt eval --fit``); the threshold keeps on-topic questions wrongly refused near
 ``TARGET_FALSE_REFUSALS`` on the questions it was fitted on. ``karpathy-gpt eval`` draws the
@@ -20,6 +22,7 @@ import numpy as np
 
 from .ranking import FEATURES, Ranked, fitted
 from .store.base import Candidates
+from .text import names_in
 
 SIGNALS = (
     "chunk",  # the best candidate chunk's cosine
@@ -27,10 +30,11 @@ SIGNALS = (
     "ranker",  # the ranker's best score
     "unknown_share",  # share of the question's IDF weight on words no chunk holds
     "unknown_words",  # how many such words
+    "unknown_names",  # how many of its names (text.names_in) the corpus never writes
 )
 # Chosen by cross-validation so that held-out on-topic questions are refused at most ~5%
 # of the time (the fit refuses this share of the questions it is fitted on).
-TARGET_FALSE_REFUSALS = 0.035
+TARGET_FALSE_REFUSALS = 0.03
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,13 @@ def signals(ranked: Ranked, candidates: Candidates) -> np.ndarray:
     terms = ranked.question_terms
     unknown = [t for t in terms if not candidates.document_frequency.get(t)]
     weight = sum(candidates.idf(t) for t in terms) or 1.0
+    names = [
+        n
+        for n in names_in(ranked.question)
+        if n not in candidates.names and n.removesuffix("s") not in candidates.names
+    ]
     if not ranked.sentences:
-        return np.array([0.0, 0.0, -10.0, 1.0, float(len(unknown))])
+        return np.array([0.0, 0.0, -10.0, 1.0, float(len(unknown)), float(len(names))])
     return np.array(
         [
             max(c.similarity for c in candidates.items),
@@ -52,6 +61,7 @@ def signals(ranked: Ranked, candidates: Candidates) -> np.ndarray:
             float(ranked.scores.max()),
             sum(candidates.idf(t) for t in unknown) / weight,
             float(len(unknown)),
+            float(len(names)),
         ]
     )
 

@@ -1,6 +1,6 @@
 """Passages cut around the sentences that answer: a learned sentence ranker over the candidates.
 
-The store finds candidate chunks (the dense top 50 and the BM25 top 50, ``store.base``). Every
+The store finds candidate chunks (the dense top 25 and the BM25 top 25, ``store.base``). Every
 sentence of those chunks is then scored by a linear model over a handful of features that join
 sentence-level and chunk-level evidence, dense and lexical: the sentence's cosine to the
 question and its neighbours', its chunk's cosine and BM25 score and their ranks, and the share of
@@ -87,6 +87,7 @@ class Ranked:
     scores: np.ndarray  # their ranker scores
     features: np.ndarray  # their feature rows (len(sentences) x len(FEATURES))
     question_terms: set[str]
+    question: str = ""
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ def rank(
     ``score`` (default: the fitted ranker for the embedder, adapted or not)."""
     sentences = gather(candidates) if candidates.items else []
     if not sentences:
-        return Ranked([], [], np.zeros(0), np.zeros((0, len(FEATURES))), set())
+        return Ranked([], [], np.zeros(0), np.zeros((0, len(FEATURES))), set(), question)
     rows, terms = features(question, vector, candidates, sentences)
     scores = (score or ranker(adapted))(rows)
     passages: list[Passage] = []
@@ -271,7 +272,7 @@ def rank(
         used.update(id(s) for s in window)
         if len(passages) == k:
             break
-    return Ranked(passages, sentences, scores, rows, terms)
+    return Ranked(passages, sentences, scores, rows, terms, question)
 
 
 def _window(best: Sentence) -> list[Sentence]:

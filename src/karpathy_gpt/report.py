@@ -176,9 +176,7 @@ def _plot_retrieval(plt, measured, path: Path) -> None:
 def _plot_curve(plt, on, off, path: Path) -> None:
     points = curve(on, off, points=40)
     fig, ax = plt.subplots(figsize=(5, 4))
-    ax.plot(
-        [p["on_topic_refused"] for p in points], [p["off_topic_refused"] for p in points], ".-"
-    )
+    ax.plot([p["on_topic_refused"] for p in points], [p["off_topic_refused"] for p in points], ".-")
     chosen = (sum(j.refused for j in on) / len(on), sum(j.refused for j in off) / len(off))
     ax.plot(*chosen, "o", color="tab:red", label="chosen")
     ax.set_xlabel("on-topic questions wrongly refused")

@@ -87,3 +87,25 @@ def _split_at_spaces(text: str, start: int, end: int) -> list[tuple[int, int]]:
         start = cut + 1 if text[cut] == " " else cut
     pieces.append((start, end))
     return pieces
+
+
+# Names a question may use: words with a capital or a digit ("BERT", "Bengio", "fp16", "GPT-3").
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9\-]*[A-Za-z0-9]")
+
+
+def cased_words(text: str) -> set[str]:
+    """The words of ``text`` that hold a capital or a digit, as written: what a corpus can be
+    asked about by name."""
+    return {w for w in _WORD.findall(text) if not w.islower() or any(c.isdigit() for c in w)}
+
+
+def names_in(question: str) -> list[str]:
+    """The words of a question that read as names: two capitals ("CLIP", "PyTorch"), a capital
+    after the first word ("Bengio"), or a digit ("fp16"). A name the lectures never write
+    (nor its plural) is a sign they do not cover the question."""
+    out = []
+    for n, word in enumerate(_WORD.findall(question)):
+        capitals = sum(c.isupper() for c in word)
+        if capitals >= 2 or (capitals and n > 0) or any(c.isdigit() for c in word):
+            out.append(word)
+    return out

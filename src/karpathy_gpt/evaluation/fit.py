@@ -81,7 +81,7 @@ def fit_ranker(prepared: list[Prepared]) -> ranking.Linear:
 
 def signals(p: Prepared, ranker: ranking.Linear) -> np.ndarray:
     scores = ranker(p.features) if len(p.sentences) else np.zeros(0)
-    ranked = ranking.Ranked([], p.sentences, scores, p.features, p.terms)
+    ranked = ranking.Ranked([], p.sentences, scores, p.features, p.terms, p.question)
     return coverage.signals(ranked, p.candidates)
 
 

@@ -65,8 +65,13 @@ def served(
                 if isinstance(q, Labelled):
                     out.append(
                         Judged(
-                            q.question, q.type, found(q, passages), text,
-                            holds_evidence(q, text), retrieval.offtopic, refused,
+                            q.question,
+                            q.type,
+                            found(q, passages),
+                            text,
+                            holds_evidence(q, text),
+                            retrieval.offtopic,
+                            refused,
                         )
                     )
                 else:

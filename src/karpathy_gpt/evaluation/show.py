@@ -49,14 +49,22 @@ def answers(judged: Sequence[Judged], off: Sequence[Judged]) -> dict:
 
 
 def by_source(measured) -> dict:
+    """Each row's figures on each question file, and the answers' on the main row."""
     main = measured.cv if measured.cv is not None else measured.served
+    sources = [q.source for q in measured.labelled]
     out: dict[str, dict] = {}
-    for q, j in zip(measured.labelled, main, strict=True):
-        out.setdefault(q.source, {"hit@2400": [], "hit@1": [], "answer": []})
-        out[q.source]["hit@2400"].append(float(j.found.within[2400]))
-        out[q.source]["hit@1"].append(float(j.found.rank == 1))
-        out[q.source]["answer"].append(float(bool(j.holds)))
-    return {s: {m: vars(interval(v)) for m, v in d.items()} for s, d in out.items()}
+    for source in dict.fromkeys(sources):
+        mine = [i for i, s in enumerate(sources) if s == source]
+        figures = {
+            name: {
+                "hit@2400": vars(interval([float(found[i].within[2400]) for i in mine])),
+                "hit@1": vars(interval([float(found[i].rank == 1) for i in mine])),
+            }
+            for name, found in rows_of(measured).items()
+        }
+        figures["answers"] = vars(interval([float(bool(main[i].holds)) for i in mine]))
+        out[source] = figures
+    return out
 
 
 def as_json(measured) -> dict:
@@ -121,18 +129,20 @@ def show(measured, console: Console) -> None:
     main_off = measured.cv_off if measured.cv_off is not None else measured.served_off
     sources = [q.source for q in measured.labelled]
     if len(set(sources)) > 1:
-        console.print(f"{main_name} by file (hit@2400, hit@1, answer holds the evidence):")
+        console.print("by file: hit@2400 / hit@1 (answers: evidence held)")
         for source in dict.fromkeys(sources):
-            mine = [j for j, s in zip(main, sources, strict=True) if s == source]
-            figures = [
-                interval([float(bool(x)) for x in values]).percent()
-                for values in (
-                    [j.found.within[2400] for j in mine],
-                    [j.found.rank == 1 for j in mine],
-                    [j.holds for j in mine],
-                )
-            ]
-            console.print(f"  {source:22} n={len(mine):<4}" + "".join(f"{f:>21}" for f in figures))
+            mine = [i for i, s in enumerate(sources) if s == source]
+            cells = []
+            for name, found in rows.items():
+                hit = np.mean([found[i].within[2400] for i in mine])
+                first = np.mean([found[i].rank == 1 for i in mine])
+                cells.append(f"{name} {100 * hit:.1f}/{100 * first:.1f}")
+            held = np.mean([bool(main[i].holds) for i in mine])
+            console.print(
+                f"  {source} (n={len(mine)}): " + ", ".join(cells) + f"; answers {100 * held:.1f}",
+                soft_wrap=True,
+                highlight=False,
+            )
     types = by_type([j.type for j in main], [j.found.within[2400] for j in main])
     console.print(
         f"{main_name} hit@2400 by type: "
@@ -150,8 +160,7 @@ def show(measured, console: Console) -> None:
             + ", ".join(f"{t} {h}/{k}" for t, (h, k) in a["off_by_type"].items())
         )
     console.print(
-        "evidence held by type: "
-        + ", ".join(f"{t} {h}/{k}" for t, (h, k) in a["by_type"].items()),
+        "evidence held by type: " + ", ".join(f"{t} {h}/{k}" for t, (h, k) in a["by_type"].items()),
         soft_wrap=True,
     )
     console.print(f"longest answer: {a['longest']} characters")

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..chunking import Chunk
 from ..lexical import tokenize
+from ..text import cased_words
 from .postings import Postings
 
 
@@ -26,6 +27,9 @@ class BuiltIndex:
     sentence_vectors: np.ndarray
     sentence_offsets: np.ndarray
     bm25: bm25s.BM25  # the lexical side: every (term, chunk) weight, computed at build time
+    # The corpus's words with a capital or a digit, as written (text.cased_words): what the
+    # coverage decision checks a question's names against.
+    names: frozenset[str] = frozenset()
     _document_frequency: dict[str, int] | None = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -40,7 +44,8 @@ class BuiltIndex:
         bm25 = bm25s.BM25()
         bm25.index(tokenize(searchable), show_progress=False)
         offsets = np.cumsum([0] + [len(v) for v in sentence_vectors], dtype=np.int64)
-        return cls(chunks, embeddings, np.vstack(sentence_vectors), offsets, bm25)
+        names = frozenset().union(*(cased_words(c.text) for c in chunks))
+        return cls(chunks, embeddings, np.vstack(sentence_vectors), offsets, bm25, names)
 
     def __len__(self) -> int:
         return len(self.chunks)

@@ -31,7 +31,7 @@ from ..errors import KgptError
 from ..storage import writing
 from .built import BuiltIndex
 
-FORMAT_VERSION = "3"
+FORMAT_VERSION = "4"
 KEEP_INDEXES = 2
 
 
@@ -59,6 +59,7 @@ def save(index: BuiltIndex, index_dir: Path, key: str, meta: dict, replace: bool
             _write_npy(tmp / "sentence_offsets.npy", index.sentence_offsets)
             index.bm25.save(str(tmp / "bm25"), show_progress=False)
             meta = {**meta, "format": FORMAT_VERSION, "chunks": len(index)}
+            meta["names"] = sorted(index.names)
             _write_json(tmp / "meta.json", meta)
             _fsync_dir(tmp)
             if final.exists() and not replace:
@@ -100,6 +101,7 @@ def load(path: Path) -> BuiltIndex:
             sentence_vectors=np.load(path / "sentence_vectors.npy", mmap_mode="r"),
             sentence_offsets=np.load(path / "sentence_offsets.npy"),
             bm25=bm25s.BM25.load(str(path / "bm25"), mmap=True, show_progress=False),
+            names=frozenset(meta["names"]),
         )
     except IndexUnusable:
         raise

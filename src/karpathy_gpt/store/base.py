@@ -20,7 +20,9 @@ from ..errors import KgptError
 from ..index.built import BuiltIndex
 
 RRF_K = 60
-CANDIDATES = 50  # chunks per ranking (dense, BM25) a search starts from
+# Chunks per ranking (dense, BM25) a search starts from: 15, 25 and 50 measured the same under
+# cross-validation (BENCHMARKS.md), and fewer candidates are quicker to rank.
+CANDIDATES = 25
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Candidates:
     items: list[Candidate]
     documents: int  # chunks in the index
     document_frequency: Mapping[str, int]  # chunks holding each (stemmed) term
+    names: frozenset[str] = frozenset()  # the corpus's words with a capital or digit, as written
 
     def idf(self, term: str) -> float:
         return math.log(1 + self.documents / max(self.document_frequency.get(term, 0), 0.5))

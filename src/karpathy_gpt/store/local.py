@@ -1,7 +1,7 @@
 """The embedded store: the index in memory-mapped files under ``KGPT_INDEX_DIR``, searched in
 numpy and bm25s. Saving and loading the folders is ``index.embedded``.
 
-A search's candidates: the dense top 50 (cosine) and the BM25 top 50, with every candidate's
+A search's candidates: the dense top 25 (cosine) and the BM25 top 25, with every candidate's
 cosine and BM25 score (``ranking`` makes the passages).
 """
 
@@ -158,7 +158,7 @@ class LocalStore:
                     following_vectors=after,
                 )
             )
-        return Candidates(items, len(chunks), self.index.document_frequency())
+        return Candidates(items, len(chunks), index.document_frequency(), index.names)
 
 
 def _same_lecture(chunks: list[Chunk], i: int) -> bool:

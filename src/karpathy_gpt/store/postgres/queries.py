@@ -14,11 +14,12 @@ from ...lexical import tokenize
 from ..base import CANDIDATES
 
 HNSW_EF_SEARCH = 100  # > CANDIDATES, so the dense top-N is (near) exact
-# How a version's full text is stored, recorded in its meta: 3 = kgpt_postings, the embedded
+# How a version's full text is stored, recorded in its meta: 4 = kgpt_postings and the corpus's
+# cased words (``names``, for the coverage decision); 3 = kgpt_postings, the embedded
 # store's own BM25 weights (2 was a tsvector of its tokens, scored in SQL at query time; 1 a
 # tsvector from PostgreSQL's own parser and stemmer). An older version is published again by the
 # next ingest; until then it is searched by its vectors alone (it has no postings).
-SEARCH_FORMAT = 3
+SEARCH_FORMAT = 4
 # Each term's floor weight is its CANDIDATES-th largest (Postings.floor_weights): a version whose
 # floors were taken at another depth would prune wrongly, so it is published again. Versions
 # written before the depth was recorded took it at 50.
@@ -130,7 +131,8 @@ scored AS (
 )
 SELECT c.text, c.metadata, c.sentence_vectors, 1 - (c.embedding <=> %(vector)s) AS similarity,
        coalesce(s.score, 0)::float8, d.rank, l.rank,
-       n.text, n.metadata, n.sentence_vectors
+       n.text, n.metadata, n.sentence_vectors,
+       c.version_id, (SELECT chunks FROM kgpt_versions WHERE id = c.version_id)
 FROM picked k
 JOIN kgpt_chunks c ON c.version_id = (SELECT id FROM active) AND c.ordinal = k.ordinal
 LEFT JOIN scored s ON s.ordinal = k.ordinal
@@ -141,10 +143,9 @@ LEFT JOIN kgpt_chunks n ON n.version_id = c.version_id AND n.ordinal = c.ordinal
 ORDER BY d.rank NULLS LAST, l.rank
 """
 )
-# How many chunks hold each term of the active version: the ranker's IDF weights.
-DOCUMENT_FREQUENCY = """
-SELECT l.lexeme, l.chunks FROM kgpt_active a JOIN kgpt_lexemes l ON l.version_id = a.version_id
-"""
+# How many chunks hold each term of a version (the ranker's IDF weights), and its cased words.
+DOCUMENT_FREQUENCY = "SELECT lexeme, chunks FROM kgpt_lexemes WHERE version_id = %(version)s"
+NAMES = "SELECT meta->'names' FROM kgpt_versions WHERE id = %(version)s"
 # Each ranking alone (a WITH query nobody reads is not run).
 LEXICAL = RANKINGS + "SELECT ordinal, score FROM lexical ORDER BY rank"
 DENSE = RANKINGS + "SELECT ordinal FROM dense ORDER BY rank"

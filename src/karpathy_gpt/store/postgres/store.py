@@ -31,6 +31,7 @@ from .queries import (
     DOCUMENT_FREQUENCY,
     HNSW_EF_SEARCH,
     LEXICAL,
+    NAMES,
     SEARCH_FORMAT,
     SEARCH_WORK_MEM,
     UNRECORDED_FLOOR_DEPTH,
@@ -59,6 +60,7 @@ class PostgresStore:
         self.url = url
         self._writer: Writer | None = None  # while this process holds the ingest lock
         self._df: dict[str, int] = {}  # the document frequencies of version _df_version
+        self._names: frozenset[str] = frozenset()  # and its cased words
         self._df_version: int | None = None
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=int(timeout)) as conn:
@@ -126,7 +128,8 @@ class PostgresStore:
         rows = self._read(CANDIDATES_OF, search_params(query, vector, depth))
         items = []
         for row in rows:
-            text, meta, vectors, similarity, lexical, dense, ranked, after, after_meta, tail = row
+            text, meta, vectors, similarity, lexical, dense, ranked = row[:7]
+            after, after_meta, tail = row[7:10]
             following = Chunk(text=after, metadata=after_meta) if after is not None else None
             items.append(
                 Candidate(
@@ -140,17 +143,15 @@ class PostgresStore:
                     following_vectors=_matrix(tail) if following is not None else None,
                 )
             )
-        version = self.active_version()
-        return Candidates(items, version.chunks if version else 0, self._frequencies(version))
-
-    def _frequencies(self, version: Version | None) -> dict[str, int]:
-        """Each term's document frequency in ``version``, read once per version."""
-        if version is None:
-            return {}
-        if self._df_version != version.id:
-            self._df = dict(self._read(DOCUMENT_FREQUENCY))
-            self._df_version = version.id
-        return self._df
+        if not rows:
+            return Candidates(items, 0, {})
+        version, chunks = rows[0][10], rows[0][11]
+        if self._df_version != version:  # read once per version
+            params = {"version": version}
+            self._df = dict(self._read(DOCUMENT_FREQUENCY, params))
+            self._names = frozenset(self._read(NAMES, params)[0][0] or ())
+            self._df_version = version
+        return Candidates(items, chunks, self._df, self._names)
 
     def lexical_top(self, query: str) -> list[tuple[int, float]]:
         """The active version's BM25 top-N, best first: (chunk ordinal, score) pairs."""

@@ -107,6 +107,7 @@ class Writer:
 
         postings = index.postings()
         meta = {**meta, "search_format": SEARCH_FORMAT, "floor_depth": CANDIDATES}
+        meta["names"] = sorted(index.names)  # for the coverage decision (text.names_in)
         with self.conn.transaction():
             version_id = self.conn.execute(
                 "INSERT INTO kgpt_versions (index_key, meta, chunks) VALUES (%s, %s, %s) "
