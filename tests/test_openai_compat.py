@@ -100,9 +100,9 @@ def test_a_follow_up_is_retrieved_with_the_conversation(client):
     follow_up = ask(client, *conversation)
     sources = sources_of(follow_up.choices[0])
     lectures = [s["lecture_id"] for s in sources]
-    # The bigram model, found through the first turn: every passage speaks of it, and most are
-    # from its lecture (another may be a later lecture's recap of it).
-    assert lectures.count("02") >= 2, lectures
+    # The bigram model, found through the first turn: every passage speaks of it, its lecture
+    # among them (the others may be later lectures looking back at it: "in the last lecture").
+    assert "02" in lectures, lectures
     assert all("bigram" in s["text"].lower() for s in sources), sources
     assert "bigram" in follow_up.choices[0].message.content.lower()
     bare = sources_of(ask(client, user(FOLLOW_UP)).choices[0])

@@ -86,8 +86,8 @@ def test_hybrid_search_returns_what_the_embedded_store_returns(database_url, emb
         for question in ["dropout", "What does backpropagation compute?"]:
             query, vector = normalise(question), embedder.embed_one(normalise(question))
             want, got = local.candidates(query, vector), pg.candidates(query, vector)
-            assert got.documents == want.documents and got.items and len(got.items) == len(
-                want.items
+            assert (
+                got.documents == want.documents and got.items and len(got.items) == len(want.items)
             )
             for g, w in zip(got.items, want.items, strict=True):
                 assert (g.chunk, g.following) == (w.chunk, w.following)

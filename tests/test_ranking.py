@@ -19,11 +19,18 @@ LECTURE = " ".join(
 
 def chunk(start: int, end: int, n: int, timed: bool = False) -> Chunk:
     text = LECTURE[start:end]
-    meta = {"id": "01", "title": "micrograd", "link": "https://youtu.be/x", "chunk": n,
-            "start_char": start, "end_char": end}
+    meta = {
+        "id": "01",
+        "title": "micrograd",
+        "link": "https://youtu.be/x",
+        "chunk": n,
+        "start_char": start,
+        "end_char": end,
+    }
     if timed:
-        meta["sentence_times"] = [[float(start + a), float(start + b)] for a, b in
-                                  sentence_spans(text)]
+        meta["sentence_times"] = [
+            [float(start + a), float(start + b)] for a, b in sentence_spans(text)
+        ]
     return Chunk(text, meta)
 
 

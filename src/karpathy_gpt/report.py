@@ -68,6 +68,18 @@ def write(measured, out_dir: Path, settings: Settings) -> Path:
             "",
             "![refusal curve](refusal.png)",
         ]
+    if measured.label_problems:
+        lines += [
+            "",
+            "### Labels no passage can satisfy",
+            "",
+            "| question | lecture | why |",
+            "|---|---|---|",
+            *(
+                f"| {_cell(p.question)} | {p.lecture} | {_cell(p.reason)} |"
+                for p in measured.label_problems
+            ),
+        ]
     missed = [j for j in main if not j.holds]
     reference = {q.question: q.reference_answer for q in measured.labelled}
     lines += [
@@ -116,7 +128,7 @@ def provenance(settings: Settings, measured) -> dict[str, str]:
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "corpus": str(settings.resolved_corpus_dir()),
         "questions": f"{len(measured.labelled)} labelled, {len(measured.offtopic)} off-topic",
-        "adapted model": "yes" if settings.adapt else "no (KGPT_ADAPT=false)",
+        "embedding model": measured.model,
         "answerer": measured.answerer,
         "passages per answer": str(settings.default_k),
     }

@@ -60,7 +60,7 @@ class _Sentence:
     score: float  # the ranker's (or, unranked, the cosine to the question)
 
 
-MIN_SENTENCE_CHARS = 20  # shorter is a fragment: never the opening sentence
+MIN_SENTENCE_CHARS = 20  # a piece of the answer shorter than this is a fragment
 
 
 class ExtractiveAnswerer(Answerer):
@@ -101,20 +101,22 @@ class ExtractiveAnswerer(Answerer):
             citation = f" [{opening.passage + 1}]"
             room = left - len(citation) - (1 if parts else 0)
             piece: list[str] = []
+            taken = []
             for s in passages[opening.passage][opening.position :]:
                 if (s.passage, s.position) in used:
                     break
                 text = clean(s.text) if not piece else tidy(s.text)
                 extra = len(text) + (1 if piece else 0)
-                if not text:
-                    used.add((s.passage, s.position))
-                    continue
                 if extra > room:
                     break
-                piece.append(text)
-                room -= extra
-                used.add((s.passage, s.position))
-            if piece:
+                if text:
+                    piece.append(text)
+                    room -= extra
+                taken.append((s.passage, s.position))
+            # A short opening ("Now, what is Makemore?") leads into what follows it; a fragment
+            # with nothing after it is no answer.
+            if len(" ".join(piece)) >= MIN_SENTENCE_CHARS:
+                used.update(taken)
                 parts.append(" ".join(piece) + citation)
                 left = self.max_chars - len(" ".join(parts))
             if left < MIN_SENTENCE_CHARS + 5:
@@ -139,4 +141,4 @@ def _sentences(p: int, hit: Hit, question: np.ndarray) -> list[_Sentence]:
 
 
 def _opens(sentence: _Sentence) -> bool:
-    return np.isfinite(sentence.score) and len(clean(sentence.text)) >= MIN_SENTENCE_CHARS
+    return bool(np.isfinite(sentence.score) and clean(sentence.text))

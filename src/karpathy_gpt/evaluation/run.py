@@ -37,6 +37,7 @@ class Measured:
     cv_off: list[Judged] | None = None
     baselines: dict[str, list[Found]] = field(default_factory=dict)
     in_sample: int = 0  # labelled questions the served weights were fitted on
+    model: str = ""  # the embedder's name (an adapted model's holds "+adapted-")
     label_problems: list[LabelProblem] = field(default_factory=list)
 
 
@@ -162,10 +163,15 @@ def measure(
     off = [q for f in _files(offtopic_files, DEFAULT_OFFTOPIC, False) for q in load_offtopic(f)]
     if not labelled:
         raise ValueError("no labelled questions: pass --questions FILE.jsonl")
+    if cv and (len(labelled) < 2 or len(off) < 2):  # each fit needs both kinds
+        raise ValueError(
+            "--cv and --fit need at least 2 labelled and 2 off-topic questions "
+            f"(there are {len(labelled)} and {len(off)}): pass --questions and --offtopic files"
+        )
     store, embedder = open_serving(settings, console=console)
     retriever = Retriever(store, embedder)
     try:
-        measured = Measured(labelled, off, "", [], [])
+        measured = Measured(labelled, off, "", [], [], model=embedder.name)
         if cv:
             console.print(f"eval: {folds}-fold cross-validation of the ranker and the refusal")
             weights = ranking.WEIGHTS_FILE if fit else None

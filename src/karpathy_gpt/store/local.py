@@ -118,9 +118,7 @@ class LocalStore:
 
     def dense_ranking(self, vector: np.ndarray, n: int) -> tuple[list[int], np.ndarray]:
         similarities = self.embeddings @ vector
-        n = min(n, len(similarities))
-        top = np.argpartition(-similarities, n - 1)[:n]
-        return top[np.argsort(-similarities[top])].tolist(), similarities
+        return _top(similarities, n), similarities
 
     def lexical_scores(self, query: str) -> np.ndarray:
         """Every chunk's BM25 score for ``query`` (zeros when none of its words is indexed)."""
@@ -131,9 +129,7 @@ class LocalStore:
 
     def lexical_ranking(self, query: str, n: int, scores: np.ndarray | None = None) -> list[int]:
         scores = self.lexical_scores(query) if scores is None else scores
-        n = min(n, len(scores))
-        top = np.argpartition(-scores, n - 1)[:n]
-        return [int(i) for i in top[np.argsort(-scores[top])] if scores[i] > 0]
+        return [i for i in _top(scores, n) if scores[i] > 0]
 
     def candidates(self, query: str, vector: np.ndarray, depth: int = CANDIDATES) -> Candidates:
         dense, similarities = self.dense_ranking(vector, depth)
@@ -159,6 +155,18 @@ class LocalStore:
                 )
             )
         return Candidates(items, len(chunks), index.document_frequency(), index.names)
+
+
+def _top(scores: np.ndarray, n: int) -> list[int]:
+    """The ``n`` best, ties in chunk order (as PostgreSQL orders them): every chunk scoring at
+    least the n-th best score is sorted, so a tie at the cut is decided the same way."""
+    n = min(n, len(scores))
+    if n == 0:
+        return []
+    bar = np.partition(scores, len(scores) - n)[len(scores) - n]
+    contenders = np.flatnonzero(scores >= bar)
+    order = np.lexsort((contenders, -scores[contenders]))
+    return [int(i) for i in contenders[order][:n]]
 
 
 def _same_lecture(chunks: list[Chunk], i: int) -> bool:
