@@ -29,7 +29,7 @@ from ..store.local import LocalStore
 from ..text import normalise
 from ..transcripts import TranscriptError
 from . import embedded
-from .build import BuildCounts, build_index, index_key, index_meta, step_progress
+from .build import BuildCounts, build_index, index_key, index_meta, progress
 from .built import BuiltIndex
 from .embedded import IndexUnusable
 
@@ -58,8 +58,9 @@ def embedder_for(
     if settings.adapt:
         chunks = chunk_lectures(lectures, settings.chunk_size, settings.chunk_overlap)
         passages = [normalise(c.text) for c in chunks]
-        with step_progress(console or Console(stderr=True), "adapting the model to") as advance:
-            source = adapt(settings.model_dir, passages, advance)
+        label = "adapting the model to the corpus"
+        with progress(console or Console(stderr=True), label, "steps") as report:
+            source = adapt(settings.model_dir, passages, report)
     return Embedder.from_settings(settings, threads, source=source)
 
 

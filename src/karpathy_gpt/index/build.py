@@ -101,10 +101,20 @@ def build_index(
     new_sentences = [s for s in cache.missing(unique, refresh=refresh) if s not in pending]
     total = len(new_chunks) + len(new_sentences)
     if total:
+        console = console or Console(stderr=True)
+        if not console.is_terminal:
+            console.print(f"indexing {name}: embedding {total} chunks and sentences")
+        done = 0
         with (
-            _progress(console or Console(stderr=True), total, name) as advance,
+            progress(console, f"indexing {name}", "texts embedded") as report,
             embedder.threads(os.cpu_count() or 1),
         ):
+
+            def advance(n: int) -> None:
+                nonlocal done
+                done += n
+                report(done, total)
+
             cache.add(new_chunks, embedder.embed(new_chunks, progress=advance))
             cache.add(new_sentences, embedder.embed(new_sentences, progress=advance))
     embeddings = cache.get(searchable, DIMENSIONS)
@@ -125,58 +135,28 @@ def build_store(*args, **kwargs) -> tuple[LocalStore, BuildCounts]:
 
 
 @contextmanager
-def _progress(console: Console, total: int, name: str) -> Iterator[Callable[[int], None]]:
-    """A progress bar on a terminal; elsewhere (logs, CI) a plain line every tenth of the way."""
+def progress(console: Console, label: str, unit: str) -> Iterator[Callable[[int, int], None]]:
+    """``report(done, total)``: a bar on a terminal; elsewhere (logs, CI) a plain line every
+    tenth of the way ("indexing karpathy: 884/8840 texts embedded")."""
     if console.is_terminal:
         with Progress(
-            TextColumn(f"[bold]indexing {name}"),
+            TextColumn(f"[bold]{label}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("texts"),
+            TextColumn(unit),
             TimeElapsedColumn(),
             console=console,
-        ) as progress:
-            task = progress.add_task("embed", total=total)
-            yield lambda n: progress.advance(task, n)
-        return
-    done = 0
-    shown = -1
-    console.print(f"indexing {name}: embedding {total} chunks and sentences")
-
-    def advance(n: int) -> None:
-        nonlocal done, shown
-        done += n
-        tenth = done * 10 // max(total, 1)
-        if tenth > shown:
-            shown = tenth
-            console.print(f"indexing {name}: {done}/{total} texts embedded")
-
-    yield advance
-
-
-@contextmanager
-def step_progress(console: Console, what: str) -> Iterator[Callable[[int, int], None]]:
-    """``advance(done, total)`` for work that counts its own steps (adapting the model): a
-    bar on a terminal, elsewhere a line every tenth of the way."""
-    if console.is_terminal:
-        with Progress(
-            TextColumn(f"[bold]{what} the corpus"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("steps"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task("adapt", total=None)
-            yield lambda done, total: progress.update(task, completed=done, total=total)
+        ) as bar:
+            task = bar.add_task(label, total=None)
+            yield lambda done, total: bar.update(task, completed=done, total=total)
         return
     shown = -1
 
-    def advance(done: int, total: int) -> None:
+    def report(done: int, total: int) -> None:
         nonlocal shown
         tenth = done * 10 // max(total, 1)
         if tenth > shown:
             shown = tenth
-            console.print(f"{what} the corpus: step {done}/{total}")
+            console.print(f"{label}: {done}/{total} {unit}")
 
-    yield advance
+    yield report
