@@ -201,7 +201,9 @@ def test_context_overflow_in_process_says_what_to_change(model):
         asyncio.run(_answer(model, "word " * 3000))
 
 
-@pytest.mark.parametrize("question", ["What is a bigram model?", LONG_QUESTION])
+# SmolLM2 (no passages, the answer-only-from-the-passages prompt) ends "What is a neuron?" by
+# itself within 160 tokens and runs LONG_QUESTION to the limit: both ways an answer ends.
+@pytest.mark.parametrize("question", ["What is a neuron?", LONG_QUESTION])
 def test_usage_is_the_models_own_count(model, question):
     """The counts of a streamed answer are those llama-cpp-python gives the same completion
     not streamed: ended by the model (the end token not counted), and cut at max_tokens."""
