@@ -122,8 +122,15 @@ def ranker(adapted: bool = True) -> Linear:
 
 
 @lru_cache(maxsize=8192)
-def _spans(text: str) -> list[tuple[int, int]]:
-    return sentence_spans(text)
+def _layout(text: str) -> tuple[tuple[int, int, str, str], ...]:
+    """A chunk's sentences: (start, end, text, what separates it from the next), remembered
+    per chunk text (the same chunks come back question after question)."""
+    spans = sentence_spans(text)
+    ends = [a for a, _ in spans[1:]] + [None]
+    return tuple(
+        (a, b, text[a:b], text[b:nxt] if nxt is not None else " ")
+        for (a, b), nxt in zip(spans, ends, strict=True)
+    )
 
 
 def gather(candidates: Candidates) -> list[Sentence]:
@@ -135,19 +142,24 @@ def gather(candidates: Candidates) -> list[Sentence]:
     def sentences_of(chunk: Chunk, vectors: np.ndarray, after: int) -> list[Sentence]:
         lecture, offset = chunk.metadata["id"], chunk.metadata["start_char"]
         times = chunk.metadata.get("sentence_times")
-        spans = _spans(chunk.text)
+        layout = _layout(chunk.text)
+        if len(layout) != len(vectors):
+            raise ValueError(f"chunk {chunk.metadata.get('chunk')}: sentences and vectors differ")
+        last = len(layout) - 1
         out = []
-        for n, ((a, b), vector) in enumerate(zip(spans, vectors, strict=True)):
+        for n, (a, b, text, gap) in enumerate(layout):
             if offset + a < after:
                 continue
             key = (lecture, offset + a)
-            if key not in by_key:
+            sentence = by_key.get(key)
+            if sentence is None:
                 span = tuple(times[n]) if times else None
-                text = chunk.text[a:b]
-                by_key[key] = Sentence(lecture, offset + a, offset + b, text, vector, span)
-            if n + 1 < len(spans):
-                by_key[key].gap = chunk.text[b : spans[n + 1][0]]
-            out.append(by_key[key])
+                sentence = by_key[key] = Sentence(
+                    lecture, offset + a, offset + b, text, vectors[n], span
+                )
+            if n < last:  # a chunk's last sentence: what follows it is in the next chunk
+                sentence.gap = gap
+            out.append(sentence)
         return out
 
     for c, candidate in enumerate(candidates.items):
