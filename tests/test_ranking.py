@@ -108,3 +108,32 @@ def test_the_served_weights_rank_with_every_feature():
     for adapted in (True, False):
         model = ranking.ranker(adapted)
         assert isinstance(model, Linear) and len(model.weights) == len(FEATURES)
+
+
+def test_coverage_counts_the_words_a_lecture_would_say_not_pronouns_or_identifiers():
+    from karpathy_gpt import coverage
+    from karpathy_gpt.lexical import identifier_words
+
+    assert identifier_words("why counts_sum_inv and FlattenConsecutive?") == (
+        "why counts sum inv and Flatten Consecutive?"
+    )
+    known = {
+        "count": 3,
+        "sum": 2,
+        "inv": 1,
+        "flatten": 1,
+        "consecut": 1,
+        "valu": 2,
+        "class": 2,
+        "work": 4,
+    }
+    cands = Candidates([], documents=10, document_frequency=known)
+
+    def unknown(question: str) -> float:
+        ranked = ranking.Ranked([], [], np.zeros(0), np.zeros((0, len(FEATURES))), set(), question)
+        return coverage.signals(ranked, cands)[coverage.SIGNALS.index("unknown_words")]
+
+    # "his" is never said in a lecture given in the first person; counts_sum_inv is said as words
+    assert unknown("What does counts_sum_inv do in his Value class?") == 0
+    assert unknown("How does FlattenConsecutive work for himself?") == 0
+    assert unknown("How does beam search decoding work?") == 3  # beam, search, decod

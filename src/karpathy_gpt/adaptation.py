@@ -56,8 +56,10 @@ class Recipe:
 
     version: int = 1
     epochs: float = 2.0  # passes over the passages, one query sentence each time
-    batch: int = 32  # pairs per step: each query's negatives are the batch's other passages
-    learning_rate: float = 2e-5
+    # Pairs per step: each query's negatives are the batch's other passages. 64 found the answer
+    # more often than 32 for the same training time; 128, or more epochs, no more than 64.
+    batch: int = 64
+    learning_rate: float = 4e-5
     warmup: float = 0.1  # share of the steps with a rising learning rate
     remove: float = 0.9  # chance the query sentence is cut out of its passage
     scale: float = 20.0  # cosine -> logit, as sentence-transformers' MNRL loss

@@ -4,7 +4,8 @@ One cosine threshold refuses too little or too much: an off-topic question can s
 with the lectures ("CLIP's contrastive loss" and gradient clipping), and a casual on-topic one
 can match nothing well. The decision weighs a few signals in a logistic model: how close the
 best chunk and the best sentence come, how sure the passage ranker is of its best sentence, how
-much of the question (by IDF weight) uses words the lectures never say, and how many names it
+much of the question (by IDF weight) uses words the lectures never say (code identifiers read as
+their words, function words aside), and how many names it
 uses that the lectures never write ("CLIP", "RoPE", "Bengio et al." are names the lectures
 would have to write as such to cover them). Its weights and
 threshold are fitted on labelled on-topic questions against off-topic ones
@@ -20,9 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .lexical import function_words, identifier_words, tokenize
 from .ranking import FEATURES, Ranked, fitted
 from .store.base import Candidates
-from .text import names_in
+from .text import names_in, normalise
 
 SIGNALS = (
     "chunk",  # the best candidate chunk's cosine
@@ -44,7 +46,11 @@ class Decision:
 
 
 def signals(ranked: Ranked, candidates: Candidates) -> np.ndarray:
-    terms = ranked.question_terms
+    # The question's words as a lecture would say them ("counts_sum_inv": counts, sum, inv), and
+    # not its function words: a lecture given in the first person never says "his", which is
+    # no sign that it does not cover a question about "his Value class".
+    words = tokenize([identifier_words(normalise(ranked.question))])[0]
+    terms = [t for t in words if t not in function_words()]
     unknown = [t for t in terms if not candidates.document_frequency.get(t)]
     weight = sum(candidates.idf(t) for t in terms) or 1.0
     names = [
