@@ -59,9 +59,9 @@ class PostgresStore:
     def __init__(self, url: str, *, pool_size: int = 4, timeout: float = 30.0):
         self.url = url
         self._writer: Writer | None = None  # while this process holds the ingest lock
-        self._df: dict[str, int] = {}  # the document frequencies of version _df_version
-        self._names: frozenset[str] = frozenset()  # and its cased words
-        self._df_version: int | None = None
+        # The active version's document frequencies and cased words, read once per version; one
+        # tuple replaced whole, so a search in another thread never pairs two versions.
+        self._lexicon: tuple[int, dict[str, int], frozenset[str]] | None = None
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=int(timeout)) as conn:
                 create_schema(conn)
@@ -146,12 +146,13 @@ class PostgresStore:
         if not rows:
             return Candidates(items, 0, {})
         version, chunks = rows[0][10], rows[0][11]
-        if self._df_version != version:  # read once per version
+        lexicon = self._lexicon
+        if lexicon is None or lexicon[0] != version:
             params = {"version": version}
-            self._df = dict(self._read(DOCUMENT_FREQUENCY, params))
-            self._names = frozenset(self._read(NAMES, params)[0][0] or ())
-            self._df_version = version
-        return Candidates(items, chunks, self._df, self._names)
+            df = dict(self._read(DOCUMENT_FREQUENCY, params))
+            lexicon = (version, df, frozenset(self._read(NAMES, params)[0][0] or ()))
+            self._lexicon = lexicon
+        return Candidates(items, chunks, lexicon[1], lexicon[2])
 
     def lexical_top(self, query: str) -> list[tuple[int, float]]:
         """The active version's BM25 top-N, best first: (chunk ordinal, score) pairs."""
