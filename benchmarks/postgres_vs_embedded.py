@@ -186,7 +186,7 @@ def search_times(stores: dict[str, object], queries: list[Query], rounds: int) -
 def passages(store, question: str, query: str, vector: np.ndarray, k: int = 3) -> list[dict]:
     """The metadata of the top-k passages the ranker cuts from ``store``'s candidates."""
     ranked = ranking.rank(question, vector, store.candidates(query, vector), k, adapted=False)
-    return [ranking.passage_chunk(p, n).metadata for n, p in enumerate(ranked.passages, 1)]
+    return [ranking.passage_chunk(p).metadata for p in ranked.passages]
 
 
 def agreement(index: LocalStore, store: PostgresStore, queries: list[Query]) -> dict:

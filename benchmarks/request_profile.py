@@ -67,7 +67,7 @@ def child(config: str, n: int, index_dir: str, url: str) -> dict[str, float]:
         t2 = time.perf_counter()
         ranked = ranking.rank(question, vector, candidates, 3, adapted=adapted)
         coverage.decide(coverage.signals(ranked, candidates), adapted)
-        hits = [passage_hit(p, n) for n, p in enumerate(ranked.passages, start=1)]
+        hits = [passage_hit(p) for p in ranked.passages]
         t3 = time.perf_counter()
         events = [ServerSentEvent(data=passage_json(h, r)) for r, h in enumerate(hits, 1)]
         b"".join(e.encode() for e in [*events, END])

@@ -84,7 +84,7 @@ def test_a_passage_opens_near_the_best_sentence_and_runs_into_the_next_chunk():
 def test_a_passage_is_the_lecture_text_with_its_place_and_time():
     ranked = ranking.rank("what is tanh?", np.eye(8)[0], candidates(True), k=1, score=cosine_first)
     passage = ranked.passages[0]
-    made = ranking.passage_chunk(passage, 1)
+    made = ranking.passage_chunk(passage)
     start, end = made.metadata["start_char"], made.metadata["end_char"]
     assert made.text == LECTURE[start:end]  # the lecture's own text, separators included
     assert made.metadata["id"] == "01" and made.metadata["title"] == "micrograd"
@@ -130,7 +130,7 @@ def test_coverage_counts_the_words_a_lecture_would_say_not_pronouns_or_identifie
     cands = Candidates([], documents=10, document_frequency=known)
 
     def unknown(question: str) -> float:
-        ranked = ranking.Ranked([], [], np.zeros(0), np.zeros((0, len(FEATURES))), set(), question)
+        ranked = ranking.Ranked([], [], np.zeros(0), np.zeros((0, len(FEATURES))), question)
         return coverage.signals(ranked, cands)[coverage.SIGNALS.index("unknown_words")]
 
     # "his" is never said in a lecture given in the first person; counts_sum_inv is said as words

@@ -14,7 +14,7 @@ from support.servers import free_port
 from support.timed_corpus import write_timed_corpus
 
 from karpathy_gpt.chunking import Chunk
-from karpathy_gpt.evaluation import Labelled, label_problems, rouge_l_recall
+from karpathy_gpt.evaluation import Labelled, label_problems
 
 pytestmark = pytest.mark.slow
 
@@ -51,13 +51,6 @@ OFFTOPIC = [
     {"question": "How does LoRA fine-tune a big model with low-rank updates?", "type": "ml-absent"},
 ]
 PERCENT = r"\s*\d+\.\d% \[\d+\.\d-\d+\.\d\]"
-
-
-def test_rouge_l_recall_counts_reference_words_in_order():
-    assert rouge_l_recall("the cat sat on the mat [1]", "the cat sat") == 1.0
-    assert rouge_l_recall("sat the cat", "the cat sat") == pytest.approx(2 / 3)
-    assert rouge_l_recall("nothing alike", "the cat sat") == 0.0
-    assert rouge_l_recall("anything", "") == 0.0
 
 
 def test_label_problems_name_lectures_no_passage_can_satisfy():

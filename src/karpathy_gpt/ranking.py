@@ -86,7 +86,6 @@ class Ranked:
     sentences: list[Sentence]  # every scored sentence
     scores: np.ndarray  # their ranker scores
     features: np.ndarray  # their feature rows (len(sentences) x len(FEATURES))
-    question_terms: set[str]
     question: str = ""
 
 
@@ -179,13 +178,16 @@ def gather(candidates: Candidates) -> list[Sentence]:
 def terms_of(texts: list[str]) -> list[frozenset[str]]:
     """The BM25 terms of each text (normalised, stemmed, without stop words), remembered: the
     same sentences come back question after question, and tokenising is the costly part."""
-    missing = list(dict.fromkeys(t for t in texts if t not in _TERMS))
+    # Searches run in threads: another one may clear _TERMS at any moment, so this call's
+    # terms are gathered in its own dict and _TERMS is only where it looks first.
+    found = {t: _TERMS[t] for t in texts if t in _TERMS}
+    missing = list(dict.fromkeys(t for t in texts if t not in found))
     if missing:
         if len(_TERMS) + len(missing) > MAX_REMEMBERED:
             _TERMS.clear()
         for text, terms in zip(missing, tokenize([normalise(t) for t in missing]), strict=True):
-            _TERMS[text] = frozenset(terms)
-    return [_TERMS[t] for t in texts]
+            found[text] = _TERMS[text] = frozenset(terms)
+    return [found[t] for t in texts]
 
 
 _TERMS: dict[str, frozenset[str]] = {}
@@ -266,8 +268,8 @@ def rank(
     ``score`` (default: the fitted ranker for the embedder, adapted or not)."""
     sentences = gather(candidates) if candidates.items else []
     if not sentences:
-        return Ranked([], [], np.zeros(0), np.zeros((0, len(FEATURES))), set(), question)
-    rows, terms = features(question, vector, candidates, sentences)
+        return Ranked([], [], np.zeros(0), np.zeros((0, len(FEATURES))), question)
+    rows, _ = features(question, vector, candidates, sentences)
     scores = (score or ranker(adapted))(rows)
     passages: list[Passage] = []
     used: set[int] = set()
@@ -284,7 +286,7 @@ def rank(
         used.update(id(s) for s in window)
         if len(passages) == k:
             break
-    return Ranked(passages, sentences, scores, rows, terms, question)
+    return Ranked(passages, sentences, scores, rows, question)
 
 
 def _window(best: Sentence) -> list[Sentence]:
@@ -304,7 +306,7 @@ def _joined(sentences: list[Sentence]) -> str:
     return "".join(s.text + s.gap for s in sentences[:-1]) + sentences[-1].text
 
 
-def passage_chunk(passage: Passage, rank: int) -> Chunk:
+def passage_chunk(passage: Passage) -> Chunk:
     """The window as a chunk, with the metadata the API sends: the lecture's, where the window
     is in it, and a link (and times) from its first sentence when the transcript is timed."""
     meta = passage.source.metadata

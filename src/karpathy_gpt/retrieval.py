@@ -51,17 +51,17 @@ class Retriever:
         adapted = self.embedder.adapted
         ranked = ranking.rank(question, vector, candidates, k, adapted=adapted)
         decision = coverage.decide(coverage.signals(ranked, candidates), adapted)
-        hits = [passage_hit(passage, n) for n, passage in enumerate(ranked.passages, start=1)]
+        hits = [passage_hit(passage) for passage in ranked.passages]
         return Retrieval(question, vector, hits, decision.covered, decision.offtopic)
 
 
-def passage_hit(passage: ranking.Passage, rank: int) -> Hit:
+def passage_hit(passage: ranking.Passage) -> Hit:
     spans, position = [], 0
     for sentence in passage.sentences:
         spans.append((position, position + len(sentence.text)))
         position += len(sentence.text) + len(sentence.gap)
     return Hit(
-        chunk=ranking.passage_chunk(passage, rank),
+        chunk=ranking.passage_chunk(passage),
         score=passage.score,
         similarity=passage.similarity,
         sentence_vectors=np.vstack([s.vector for s in passage.sentences]),

@@ -40,7 +40,6 @@ class Prepared:
     candidates: Candidates
     sentences: list[ranking.Sentence]
     features: np.ndarray
-    terms: set[str]
     labelled: Labelled | None = None  # None: off-topic
     labels: np.ndarray | None = None  # per sentence: holds the evidence
     type: str = ""
@@ -52,13 +51,13 @@ def prepare(retriever: Retriever, question: Labelled | OffTopic) -> Prepared:
     vector = retriever.embedder.embed_one(query)
     candidates = retriever.store.candidates(query, vector)
     sentences = ranking.gather(candidates)
-    rows, terms = ranking.features(text, vector, candidates, sentences)
+    rows, _ = ranking.features(text, vector, candidates, sentences)
     labelled = question if isinstance(question, Labelled) else None
     labels = None
     if labelled is not None:
         labels = np.array([labelled.holds(s.lecture, s.text) for s in sentences], dtype=bool)
     kind = question.type
-    return Prepared(text, vector, candidates, sentences, rows, terms, labelled, labels, kind)
+    return Prepared(text, vector, candidates, sentences, rows, labelled, labels, kind)
 
 
 def _logistic(rows: np.ndarray, labels: np.ndarray, weight: str | None = None) -> ranking.Linear:
@@ -81,7 +80,7 @@ def fit_ranker(prepared: list[Prepared]) -> ranking.Linear:
 
 def signals(p: Prepared, ranker: ranking.Linear) -> np.ndarray:
     scores = ranker(p.features) if len(p.sentences) else np.zeros(0)
-    ranked = ranking.Ranked([], p.sentences, scores, p.features, p.terms, p.question)
+    ranked = ranking.Ranked([], p.sentences, scores, p.features, p.question)
     return coverage.signals(ranked, p.candidates)
 
 
@@ -129,7 +128,7 @@ def judge(p: Prepared, ranker, cover: CoverageModel, answerer: ExtractiveAnswere
     ranked = ranking.rank(p.question, p.vector, p.candidates, k, score=ranker)
     probability = cover.offtopic(coverage.signals(ranked, p.candidates))
     refused = probability >= cover.threshold
-    hits = [passage_hit(passage, n) for n, passage in enumerate(ranked.passages, start=1)]
+    hits = [passage_hit(passage) for passage in ranked.passages]
     answer = answerer.compose(
         Retrieval(p.question, p.vector, hits[:ANSWER_K], not refused, probability)
     )

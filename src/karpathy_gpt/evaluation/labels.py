@@ -8,7 +8,6 @@ lacks) can never count as a hit, whatever the ranking: ``label_problems`` finds 
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ from ..config import REPO_ROOT
 
 SHARED_EVAL = REPO_ROOT.parent / "shared" / "eval"
 DEFAULT_QUESTIONS = SHARED_EVAL / "questions.jsonl"
-DEFAULT_TEST_SET = SHARED_EVAL / "test-set.csv"
 #: Every labelled set ``karpathy-gpt eval`` reads by default (those that exist).
 DEFAULT_LABELLED = (
     DEFAULT_QUESTIONS,
@@ -45,10 +43,6 @@ class Labelled:
     def holds(self, lecture: str, text: str) -> bool:
         """Whether ``text`` of ``lecture`` holds the answer."""
         return lecture in self.lectures and bool(self.evidence.search(text))
-
-    def is_hit(self, hit) -> bool:
-        chunk = getattr(hit, "chunk", hit)
-        return self.holds(chunk.metadata["id"], chunk.text)
 
 
 @dataclass
@@ -110,33 +104,3 @@ def label_problems(questions: list[Labelled], chunks: list[Chunk]) -> list[Label
                     )
                 )
     return problems
-
-
-def load_test_set(path: Path) -> list[tuple[str, str]]:
-    """(question, reference answer) pairs from a CSV with ``question`` and ``answer`` columns."""
-    with path.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    pairs = [(r["question"].strip(), (r.get("answer") or "").strip()) for r in rows]
-    return [(q, a) for q, a in pairs if q]
-
-
-_WORDS = re.compile(r"[a-z0-9]+")
-_CITATION = re.compile(r"\[\d+\]")
-
-
-def words(text: str) -> list[str]:
-    return _WORDS.findall(_CITATION.sub(" ", text.lower()))
-
-
-def rouge_l_recall(answer: str, reference: str) -> float:
-    """Share of the reference's words that the answer holds in the same order (LCS / |ref|)."""
-    a, r = words(answer), words(reference)
-    if not r:
-        return 0.0
-    previous = [0] * (len(a) + 1)
-    for word in r:
-        current = [0]
-        for j, other in enumerate(a, start=1):
-            current.append(previous[j - 1] + 1 if word == other else max(previous[j], current[-1]))
-        previous = current
-    return previous[-1] / len(r)

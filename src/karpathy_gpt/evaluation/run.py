@@ -86,7 +86,7 @@ def served(
     return asyncio.run(answer_all())
 
 
-def compare(
+def compare_baselines(
     settings: Settings, labelled: list[Labelled], console: Console
 ) -> dict[str, list[Found]]:
     """The baselines' retrieval on the same questions (the packaged model's vectors)."""
@@ -207,9 +207,6 @@ def _files(given: list[Path] | None, defaults, required: bool = True) -> list[Pa
     if required and not found:
         raise ValueError("no labelled questions found: pass --questions FILE.jsonl")
     return found
-
-
-compare_baselines = compare
 
 
 def print_measured(
