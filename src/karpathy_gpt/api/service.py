@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -33,13 +32,16 @@ from ..answer import (
     admit_all,
     make_answerer,
 )
-from ..answer.extractive import NOT_COVERED
+from ..answer.extractive import ExtractiveAnswerer
 from ..config import Settings
 from ..conversation import retrieval_query
 from ..index.backend import open_serving
 from ..retrieval import Retrieval, Retriever
 
 log = logging.getLogger(__name__)
+# What answers a question the lectures do not cover, whichever answerer serves: the offline
+# answerer's plain refusal (retrieval.covered is False there), its usage counted as always.
+REFUSAL = ExtractiveAnswerer(refuse=True)
 
 
 @dataclass
@@ -119,7 +121,7 @@ class Service:
             raise
         usage = Usage() if counted else None  # the model's counts, or counted (answer/usage.py)
         if self.refuses(retrieval):  # the model is not asked what the lectures do not cover
-            tokens = ticket.hold(refusal(retrieval, usage))
+            tokens = ticket.hold(REFUSAL.stream(retrieval, history, usage))
         else:
             tokens = ticket.hold(self.answerer.stream(retrieval, history, usage))
         return Answer(retrieval, tokens, ticket, usage or Usage())
@@ -187,14 +189,6 @@ class Answer:
 
     async def __aexit__(self, *exc: object) -> None:
         self.place.release()
-
-
-async def refusal(retrieval: Retrieval, usage: Usage | None) -> AsyncIterator[str]:
-    """The plain refusal, as a stream (its usage counted as the extractive answerer's)."""
-    if usage is not None:
-        usage.settle(retrieval, NOT_COVERED)
-    for token in re.findall(r"\s*\S+", NOT_COVERED):
-        yield token
 
 
 def get_service(request: Request) -> Service:
