@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -72,10 +73,16 @@ def signals(ranked: Ranked, candidates: Candidates) -> np.ndarray:
     )
 
 
-def decide(row: np.ndarray, adapted: bool = True) -> Decision:
+@cache  # checked and built once per model, not on every search
+def _model(adapted: bool) -> tuple[np.ndarray, float, float]:
     model = fitted(adapted)["coverage"]
     if tuple(model["signals"]) != SIGNALS:
         raise ValueError("weights.json was fitted on other coverage signals; run eval --fit")
-    z = float(row @ np.asarray(model["weights"]) + model["bias"])
+    return np.asarray(model["weights"]), float(model["bias"]), float(model["threshold"])
+
+
+def decide(row: np.ndarray, adapted: bool = True) -> Decision:
+    weights, bias, threshold = _model(adapted)
+    z = float(row @ weights + bias)
     p = 1 / (1 + math.exp(-max(min(z, 50.0), -50.0)))
-    return Decision(p, p < model["threshold"])
+    return Decision(p, p < threshold)

@@ -113,6 +113,7 @@ def fitted(adapted: bool = True) -> dict:
     return weights.get(first) or weights[second]
 
 
+@cache  # checked and built once per model, not on every search
 def ranker(adapted: bool = True) -> Linear:
     model = fitted(adapted)["ranker"]
     if tuple(model["features"]) != FEATURES:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .. import ranking
+from .. import coverage, ranking
 from ..answer import Answerer
 from ..answer.extractive import NOT_COVERED
 from ..config import Settings
@@ -124,7 +124,9 @@ def cross_validated(
         tmp = fit_to.with_name(f".{fit_to.name}.tmp")
         tmp.write_text(json.dumps(weights, indent=1) + "\n", encoding="utf-8")
         tmp.replace(fit_to)
-        ranking._weights.cache_clear()
+        # The file and the models built from it, read again at the next search.
+        for cached in (ranking._weights, ranking.ranker, coverage._model):
+            cached.cache_clear()
     return judged_on, judged_off
 
 
