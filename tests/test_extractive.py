@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import numpy as np
 
-from karpathy_gpt.answer.extractive import NOT_COVERED, ExtractiveAnswerer
+from karpathy_gpt.answer import NOT_COVERED, REFUSAL, answering
+from karpathy_gpt.answer.extractive import ExtractiveAnswerer
 from karpathy_gpt.chunking import Chunk
 from karpathy_gpt.embedding import Embedder
 from karpathy_gpt.retrieval import Retrieval
@@ -68,8 +70,16 @@ def test_an_answer_too_short_for_its_passage_goes_on_with_the_next_best(embedder
 
 def test_a_question_the_lectures_do_not_cover_is_refused_plainly(embedder):
     found = ranked(embedder, [[0.1, 0.0], [0.2, 0.1], [0.9, 0.3]], covered=False)
-    assert ExtractiveAnswerer().compose(found) == NOT_COVERED
-    assert "makemore" in ExtractiveAnswerer(refuse=False).compose(found)
+    extractive = ExtractiveAnswerer()
+    assert answering(extractive, found, refuse=True) is REFUSAL
+
+    async def said():
+        return "".join([token async for token in REFUSAL.stream(found)])
+
+    assert asyncio.run(said()).strip() == NOT_COVERED
+    # Refusing off (KGPT_REFUSE_OFFTOPIC=false): the lectures' nearest words, as asked.
+    assert answering(extractive, found, refuse=False) is extractive
+    assert "makemore" in extractive.compose(found)
 
 
 def test_a_chosen_piece_of_an_unpunctuated_caption_run_keeps_the_words_cut_off_after_it(embedder):

@@ -4,9 +4,12 @@ KGPT_REFUSE_OFFTOPIC, from a model answerer without the model being asked."""
 from __future__ import annotations
 
 import httpx
-from support.servers import Server, base_env, free_port
+import pytest
+from support.servers import Server, base_env, free_port, run_cli
 
-from karpathy_gpt.answer.extractive import NOT_COVERED
+from karpathy_gpt.answer import NOT_COVERED
+from karpathy_gpt.answer.registry import refuses_offtopic
+from karpathy_gpt.config import Settings
 
 OFF_TOPIC = "Who won the 2018 FIFA World Cup final?"
 ON_TOPIC = "What is makemore?"
@@ -25,15 +28,39 @@ def test_the_offline_answer_says_plainly_what_the_lectures_do_not_cover(server):
     assert answered != NOT_COVERED and "[1]" in answered
 
 
-def test_a_model_answerer_refuses_off_topic_without_asking_the_model(index_dir, output_dir):
-    nobody = free_port()  # no model server listens here: any call to it fails
-    env = base_env(
+@pytest.mark.parametrize(
+    ("settings", "refuses"),
+    [
+        ({}, True),  # the offline answer refuses by default
+        ({"refuse_offtopic": False}, False),
+        ({"answerer": "openai"}, False),  # a model is told to answer only from the passages
+        ({"answerer": "openai", "refuse_offtopic": True}, True),
+        ({"openai_api_key": "sk-test"}, False),  # openai picked by its key
+    ],
+)
+def test_whether_off_topic_is_refused_is_one_decision_of_the_settings(
+    settings, refuses, monkeypatch
+):
+    for name in ("KGPT_ANSWERER", "KGPT_REFUSE_OFFTOPIC", "KGPT_GGUF", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert refuses_offtopic(Settings(**settings)) is refuses
+
+
+def refusing_model_env(index_dir) -> dict[str, str]:
+    """The openai answerer, refusing off-topic questions, its model server nowhere: any call
+    to it fails."""
+    return base_env(
         KGPT_INDEX_DIR=str(index_dir),
         KGPT_ANSWERER="openai",
-        OPENAI_BASE_URL=f"http://127.0.0.1:{nobody}/v1",
+        OPENAI_BASE_URL=f"http://127.0.0.1:{free_port()}/v1",
         KGPT_LLM_RETRIES="0",
         KGPT_REFUSE_OFFTOPIC="true",
     )
+
+
+def test_a_model_answerer_refuses_off_topic_without_asking_the_model(index_dir, output_dir):
+    env = refusing_model_env(index_dir)
+    nobody = env["OPENAI_BASE_URL"].removesuffix("/v1")
     refusing = Server(env, output_dir / "refusing-server.log")
     try:
         refusing.wait_ready()
@@ -42,6 +69,15 @@ def test_a_model_answerer_refuses_off_topic_without_asking_the_model(index_dir, 
         assert refused.json()["choices"][0]["message"]["content"] == NOT_COVERED
         # An on-topic question does go to the model, which is not there: the call is real.
         asked = chat(refusing.url, ON_TOPIC)
-        assert asked.status_code == 502 and f"127.0.0.1:{nobody}" in asked.text
+        assert asked.status_code == 502 and nobody.removeprefix("http://") in asked.text
     finally:
         refusing.stop()
+
+
+def test_ask_in_the_terminal_refuses_as_the_api_does(server, index_dir):
+    env = refusing_model_env(index_dir)
+    refused = run_cli("ask", OFF_TOPIC, env=env)
+    assert refused.returncode == 0, refused.stderr
+    assert NOT_COVERED in " ".join(refused.stdout.split())
+    asked = run_cli("ask", ON_TOPIC, env=env)  # goes to the model, which is not there
+    assert asked.returncode == 1 and "error" in asked.stderr

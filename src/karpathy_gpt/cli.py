@@ -166,7 +166,7 @@ def ask(
     retrieval = service.retriever.search(question, k)
 
     async def run() -> None:
-        async for token in service.answerer.stream(retrieval):
+        async for token in service.answering(retrieval).stream(retrieval):
             console.print(token, end="", soft_wrap=True, highlight=False, markup=False)
         await service.answerer.aclose()
 

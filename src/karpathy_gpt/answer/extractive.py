@@ -6,8 +6,8 @@ answer (``ranking``). The answer opens with the best of them and goes on with wh
 in the lecture (a transcript rarely says a thing in one sentence), up to ``max_chars``; if the
 passage ends first, the next best sentence of another passage follows. Spoken filler ("So",
 "um", "the the") is cleaned out; only deletions are made, never a word the lecture did not say.
-Each piece is followed by the citation of its passage. When the retrieval judges that the
-lectures do not cover the question (``coverage``), it says so plainly instead of quoting the
+Each piece is followed by the citation of its passage. A question the retrieval judges the
+lectures do not cover is not asked here: ``refusal`` answers it plainly instead of quoting the
 nearest noise. No model counts tokens here: an answer's usage is counted in MiniLM word pieces
 (see ``usage``).
 """
@@ -25,12 +25,8 @@ from ..retrieval import Retrieval
 from ..store import Hit
 from ..text import sentence_spans
 from .base import Answerer, Message
+from .refusal import NOT_COVERED, TOKEN
 from .usage import Usage
-
-NOT_COVERED = (
-    "The lectures do not cover this: none of their passages answers the question. If they do "
-    "teach it, try asking with the words they use."
-)
 
 _FILLER = re.compile(r"\b(?:um+|uh+|uhm|erm)\b,?\s*", re.IGNORECASE)
 _REPEAT = re.compile(r"\b(\w+)(?:[ ,]+\1\b)+", re.IGNORECASE)
@@ -38,7 +34,6 @@ _LEADING = re.compile(
     r"^(?:(?:and|so|but|okay|ok|now|well|right|yeah|basically|alright|all right)\b[,.]?\s+)+",
     re.IGNORECASE,
 )
-_TOKEN = re.compile(r"\s*\S+")
 
 
 def clean(sentence: str) -> str:
@@ -66,11 +61,9 @@ MIN_SENTENCE_CHARS = 20  # a piece of the answer shorter than this is a fragment
 class ExtractiveAnswerer(Answerer):
     name = "extractive"
 
-    def __init__(self, max_chars: int = 700, refuse: bool = True):
-        """``max_chars``: the answer's length, citations aside. ``refuse``: say the lectures do
-        not cover a question the retrieval judged off-topic (KGPT_REFUSE_OFFTOPIC)."""
+    def __init__(self, max_chars: int = 700):
+        """``max_chars``: the answer's length, citations aside."""
         self.max_chars = max_chars
-        self.refuse = refuse
 
     async def stream(
         self, retrieval: Retrieval, history: Sequence[Message] = (), usage: Usage | None = None
@@ -78,12 +71,12 @@ class ExtractiveAnswerer(Answerer):
         answer = await run_in_threadpool(self.compose, retrieval)
         if usage is not None:  # no model counts here: word pieces, off the event loop
             await run_in_threadpool(usage.settle, retrieval, answer)
-        for token in _TOKEN.findall(answer):
+        for token in TOKEN.findall(answer):
             yield token
 
     def compose(self, retrieval: Retrieval) -> str:
         """The whole answer text (the stream is this, token by token)."""
-        if not retrieval.hits or (self.refuse and not retrieval.covered):
+        if not retrieval.hits:
             return NOT_COVERED
         passages = [_sentences(p, hit, retrieval.vector) for p, hit in enumerate(retrieval.hits)]
         ranked = sorted(

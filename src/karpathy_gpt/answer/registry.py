@@ -23,13 +23,15 @@ class Provider:
     picked_when: Callable[[Settings], bool] | None = None
     # Raises ValueError naming the setting to change; must not load a model.
     check: Callable[[Settings], None] = lambda settings: None
+    # Refuses off-topic questions when KGPT_REFUSE_OFFTOPIC is unset (a model is instead told
+    # to answer only from the passages).
+    refuses: bool = False
 
 
 def _extractive(settings: Settings) -> Answerer:
     from .extractive import ExtractiveAnswerer
 
-    refuse = settings.refuse_offtopic is not False  # unset: on for the extractive answerer
-    return ExtractiveAnswerer(refuse=refuse)
+    return ExtractiveAnswerer()
 
 
 def _openai(settings: Settings) -> Answerer:
@@ -55,7 +57,12 @@ def _gguf(settings: Settings) -> Answerer:
 PROVIDERS = {
     provider.name: provider
     for provider in (
-        Provider("extractive", "the passages' own sentences, cleaned and cited", _extractive),
+        Provider(
+            "extractive",
+            "the passages' own sentences, cleaned and cited",
+            _extractive,
+            refuses=True,
+        ),
         Provider(
             "openai",
             "OpenAI or any OpenAI-compatible chat server",
@@ -99,3 +106,11 @@ def check_answerer(settings: Settings) -> str:
 
 def make_answerer(settings: Settings) -> Answerer:
     return PROVIDERS[check_answerer(settings)].build(settings)
+
+
+def refuses_offtopic(settings: Settings) -> bool:
+    """Whether a question the retrieval judges off-topic is refused (``answer.refusal``):
+    KGPT_REFUSE_OFFTOPIC, or when it is unset, the chosen provider's default."""
+    if settings.refuse_offtopic is not None:
+        return settings.refuse_offtopic
+    return PROVIDERS[choose_answerer(settings)].refuses

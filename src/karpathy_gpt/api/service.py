@@ -30,18 +30,16 @@ from ..answer import (
     Place,
     Usage,
     admit_all,
+    answering,
     make_answerer,
+    refuses_offtopic,
 )
-from ..answer.extractive import ExtractiveAnswerer
 from ..config import Settings
 from ..conversation import retrieval_query
 from ..index.backend import open_serving
 from ..retrieval import Retrieval, Retriever
 
 log = logging.getLogger(__name__)
-# What answers a question the lectures do not cover, whichever answerer serves: the offline
-# answerer's plain refusal (retrieval.covered is False there), its usage counted as always.
-REFUSAL = ExtractiveAnswerer(refuse=True)
 
 
 @dataclass
@@ -50,6 +48,7 @@ class Service:
     retriever: Retriever
     answerer: Answerer
     chunks: int
+    refuse: bool = False  # refuse a question the lectures do not cover (refuses_offtopic)
     # Open answer streams, whatever the answerer (KGPT_MAX_STREAMS); made in __post_init__.
     streams: Admission = field(init=False)
     # A fixed index only: PostgreSQL may switch to a new version under a running server.
@@ -86,6 +85,7 @@ class Service:
             retriever=Retriever(store, embedder),
             answerer=make_answerer(settings),
             chunks=len(store),
+            refuse=refuses_offtopic(settings),
             cache_size=settings.query_cache_size if store.fixed else 0,
         )
         log.info(
@@ -120,15 +120,13 @@ class Service:
             ticket.release()
             raise
         usage = Usage() if counted else None  # the model's counts, or counted (answer/usage.py)
-        if self.refuses(retrieval):  # the model is not asked what the lectures do not cover
-            tokens = ticket.hold(REFUSAL.stream(retrieval, history, usage))
-        else:
-            tokens = ticket.hold(self.answerer.stream(retrieval, history, usage))
+        answerer = self.answering(retrieval)  # a model is not asked what is refused
+        tokens = ticket.hold(answerer.stream(retrieval, history, usage))
         return Answer(retrieval, tokens, ticket, usage or Usage())
 
-    def refuses(self, retrieval: Retrieval) -> bool:
-        """KGPT_REFUSE_OFFTOPIC for a model answerer (the extractive one decides itself)."""
-        return bool(self.settings.refuse_offtopic) and not retrieval.covered
+    def answering(self, retrieval: Retrieval) -> Answerer:
+        """The served answerer, or the refusal of a question the lectures do not cover."""
+        return answering(self.answerer, retrieval, self.refuse)
 
     def admit_answer(self) -> JointTicket:
         """A place for one answer stream; raises AnswerBusy (-> 503) when there is none.

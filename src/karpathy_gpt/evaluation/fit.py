@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import coverage, ranking
+from ..answer import NOT_COVERED
 from ..answer.extractive import ExtractiveAnswerer
 from ..retrieval import Retrieval, Retriever, passage_hit
 from ..store.base import Candidates
@@ -129,9 +130,8 @@ def judge(p: Prepared, ranker, cover: CoverageModel, answerer: ExtractiveAnswere
     probability = cover.offtopic(coverage.signals(ranked, p.candidates))
     refused = probability >= cover.threshold
     hits = [passage_hit(passage) for passage in ranked.passages]
-    answer = answerer.compose(
-        Retrieval(p.question, p.vector, hits[:ANSWER_K], not refused, probability)
-    )
+    retrieval = Retrieval(p.question, p.vector, hits[:ANSWER_K], not refused, probability)
+    answer = NOT_COVERED if refused else answerer.compose(retrieval)
     passages = [(h.chunk.metadata["id"], h.chunk.text) for h in hits]
     if p.labelled is None:
         return Judged(p.question, p.type, None, answer, None, probability, refused)

@@ -12,8 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .. import coverage, ranking
-from ..answer import Answerer
-from ..answer.extractive import NOT_COVERED
+from ..answer import NOT_COVERED, Answerer, answering, refuses_offtopic
 from ..config import Settings
 from ..corpus import read_corpus
 from ..embedding import Embedder
@@ -44,7 +43,7 @@ class Measured:
 def served(
     retriever: Retriever,
     answerer: Answerer,
-    refuses: bool,
+    refuse: bool,
     questions: list[Labelled | OffTopic],
     k: int,
 ) -> list[Judged]:
@@ -56,13 +55,10 @@ def served(
             for q in questions:
                 retrieval = retriever.search(q.question, 10)
                 passages = [(h.chunk.metadata["id"], h.chunk.text) for h in retrieval.hits]
-                refused = refuses and not retrieval.covered
                 retrieval.hits = retrieval.hits[:k]
-                if refused:
-                    text = NOT_COVERED
-                else:
-                    text = "".join([t async for t in answerer.stream(retrieval)]).strip()
-                refused = refused or text == NOT_COVERED
+                replying = answering(answerer, retrieval, refuse)
+                text = "".join([t async for t in replying.stream(retrieval)]).strip()
+                refused = text == NOT_COVERED
                 if isinstance(q, Labelled):
                     out.append(
                         Judged(
@@ -181,8 +177,7 @@ def measure(
                 retriever, labelled, off, folds, fit_to=weights
             )
         answerer = make_answerer(settings)
-        refuses = settings.refuse_offtopic is not False and answerer.name == "extractive"
-        refuses = refuses or bool(settings.refuse_offtopic)
+        refuses = refuses_offtopic(settings)
         measured.answerer = answerer.name
         measured.served = served(retriever, answerer, refuses, labelled, settings.default_k)
         measured.served_off = served(
