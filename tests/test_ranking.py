@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from karpathy_gpt import ranking
 from karpathy_gpt.chunking import Chunk
@@ -131,9 +132,37 @@ def test_coverage_counts_the_words_a_lecture_would_say_not_pronouns_or_identifie
 
     def unknown(question: str) -> float:
         ranked = ranking.Ranked([], [], np.zeros(0), np.zeros((0, len(FEATURES))), question)
-        return coverage.signals(ranked, cands)[coverage.SIGNALS.index("unknown_words")]
+        nowhere = coverage.Asked(np.zeros((0, 2)), np.zeros((0, 2)))
+        row = coverage.signals(ranked, cands, np.zeros(2), nowhere)
+        return row[coverage.SIGNALS.index("unknown_words")]
 
     # "his" is never said in a lecture given in the first person; counts_sum_inv is said as words
     assert unknown("What does counts_sum_inv do in his Value class?") == 0
     assert unknown("How does FlattenConsecutive work for himself?") == 0
     assert unknown("How does beam search decoding work?") == 3  # beam, search, decod
+
+
+def test_coverage_reads_whether_a_question_is_nearer_off_topic_ones_than_on_topic_ones():
+    from karpathy_gpt import coverage
+
+    on = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    off = np.array([[0.0, 0.0, 1.0]])
+    asked = coverage.Asked(on, off)
+    assert asked.gap(np.array([0.0, 0.6, 0.8])) == pytest.approx(0.8 - 0.6)
+    assert asked.gap(np.array([1.0, 0.0, 0.0])) == pytest.approx(-1.0)
+    assert coverage.Asked(on, np.zeros((0, 3))).gap(np.array([1.0, 0.0, 0.0])) == 0.0
+    # Kept in weights.json as float16 with the texts; read back for the same model.
+    kept = asked.as_json(["a", "b"], ["c"], "the-model")
+    assert kept["on"] == ["a", "b"] and kept["model"] == "the-model"
+
+
+def test_a_question_fitted_on_is_not_its_own_nearest():
+    from karpathy_gpt.evaluation import fit
+
+    def prepared(vector):
+        return fit.Prepared("q", np.array(vector), None, [], np.zeros((0, len(FEATURES))))
+
+    on = [prepared([1.0, 0.0]), prepared([0.0, 1.0])]
+    off = [prepared([0.6, 0.8])]
+    assert len(fit.bank(on, off, on[0]).on) == 1
+    assert fit.bank(on, off, off[0]).gap(off[0].vector) == 0.0  # no off-topic one is left

@@ -4,6 +4,7 @@ KGPT_REFUSE_OFFTOPIC, from a model answerer without the model being asked."""
 from __future__ import annotations
 
 import httpx
+import numpy as np
 import pytest
 from support.servers import Server, base_env, free_port, run_cli
 
@@ -81,3 +82,23 @@ def test_ask_in_the_terminal_refuses_as_the_api_does(server, index_dir):
     assert NOT_COVERED in " ".join(refused.stdout.split())
     asked = run_cli("ask", ON_TOPIC, env=env)  # goes to the model, which is not there
     assert asked.returncode == 1 and "error" in asked.stderr
+
+
+def test_the_fitted_questions_are_read_as_the_serving_model_embeds_them(embedder):
+    """Kept vectors serve the model they were fitted with; any other model (a corpus of one's
+    own adapts its own) embeds the questions' texts itself, once."""
+    from karpathy_gpt import coverage
+    from karpathy_gpt.text import normalise
+
+    on, off = ["What is makemore?", "Why zero the gradients?"], ["Who painted the Sistine Chapel?"]
+    vectors = embedder.embed([normalise(q) for q in on + off])
+    kept = coverage.Asked(vectors[:2], vectors[2:]).as_json(on, off, embedder.name)
+    fit = {"coverage": {"asked": kept}}
+    read = coverage.asked_in(fit, embedder)
+    assert np.allclose(read.on, vectors[:2], atol=1e-3) and np.allclose(
+        read.off, vectors[2:], atol=1e-3
+    )
+    other = coverage.asked_in({"coverage": {"asked": {**kept, "model": "another"}}}, embedder)
+    assert np.allclose(other.on, vectors[:2], atol=1e-6)  # embedded again, not decoded
+    question = embedder.embed_one(normalise("Who painted the ceiling of the Sistine Chapel?"))
+    assert read.gap(question) > 0.3  # far nearer the off-topic question

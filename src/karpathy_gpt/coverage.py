@@ -5,20 +5,24 @@ with the lectures ("CLIP's contrastive loss" and gradient clipping), and a casua
 can match nothing well. The decision weighs a few signals in a logistic model: how close the
 best chunk and the best sentence come, how sure the passage ranker is of its best sentence, how
 much of the question (by IDF weight) uses words the lectures never say (code identifiers read as
-their words, function words aside), and how many names it
-uses that the lectures never write ("CLIP", "RoPE", "Bengio et al." are names the lectures
-would have to write as such to cover them). Its weights and
-threshold are fitted on labelled on-topic questions against off-topic ones
-(``karpathy-gpt eval --fit``); the threshold keeps on-topic questions wrongly refused near
-``TARGET_FALSE_REFUSALS`` on the questions it was fitted on. ``karpathy-gpt eval`` draws the
-whole curve, with this point marked.
+their words, function words aside), how many names it uses that the lectures never write
+("CLIP", "RoPE", "Bengio et al." are names the lectures would have to write as such to cover
+them), and whether it is nearer the off-topic questions the decision was fitted on than the
+on-topic ones (``Asked``: a question about Adam's bias correction is nearer one about fp16 loss
+scaling than any the lectures answer). Its weights and threshold are fitted on labelled
+on-topic questions against off-topic ones (``karpathy-gpt eval --fit``); the threshold keeps
+on-topic questions wrongly refused near ``TARGET_FALSE_REFUSALS`` on the questions it was
+fitted on. ``karpathy-gpt eval`` draws the whole curve, with this point marked.
 """
 
 from __future__ import annotations
 
+import base64
 import math
+import threading
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +31,9 @@ from .ranking import FEATURES, Ranked, fitted
 from .store.base import Candidates
 from .text import names_in, normalise
 
+if TYPE_CHECKING:
+    from .embedding import Embedder
+
 SIGNALS = (
     "chunk",  # the best candidate chunk's cosine
     "sentence",  # the best sentence's cosine
@@ -34,6 +41,7 @@ SIGNALS = (
     "unknown_share",  # share of the question's IDF weight on words no chunk holds
     "unknown_words",  # how many such words
     "unknown_names",  # how many of its names (text.names_in) the corpus never writes
+    "asked",  # cosine to the nearest off-topic question fitted on, less the nearest on-topic
 )
 # Chosen by cross-validation so that held-out on-topic questions are refused at most ~5%
 # of the time (the fit refuses this share of the questions it is fitted on).
@@ -46,7 +54,32 @@ class Decision:
     covered: bool
 
 
-def signals(ranked: Ranked, candidates: Candidates) -> np.ndarray:
+@dataclass(frozen=True)
+class Asked:
+    """The questions the decision was fitted on, as the serving model embeds them: rows of
+    unit vectors, on-topic and off-topic."""
+
+    on: np.ndarray
+    off: np.ndarray
+
+    def gap(self, vector: np.ndarray) -> float:
+        if not len(self.on) or not len(self.off):
+            return 0.0
+        return float((self.off @ vector).max() - (self.on @ vector).max())
+
+    def as_json(self, on: list[str], off: list[str], model: str) -> dict:
+        """The texts (to embed them again with another model) and, for ``model``, the vectors
+        (float16: a cosine moves by ~1e-3)."""
+        vectors = np.vstack([self.on, self.off]).astype("<f2")
+        return {
+            "on": on,
+            "off": off,
+            "model": model,
+            "vectors": base64.b64encode(vectors.tobytes()).decode("ascii"),
+        }
+
+
+def signals(ranked: Ranked, candidates: Candidates, vector: np.ndarray, asked: Asked) -> np.ndarray:
     # The question's words as a lecture would say them ("counts_sum_inv": counts, sum, inv), and
     # not its function words: a lecture given in the first person never says "his", which is
     # no sign that it does not cover a question about "his Value class".
@@ -59,8 +92,9 @@ def signals(ranked: Ranked, candidates: Candidates) -> np.ndarray:
         for n in names_in(ranked.question)
         if n not in candidates.names and n.removesuffix("s") not in candidates.names
     ]
+    gap = asked.gap(vector)
     if not ranked.sentences:
-        return np.array([0.0, 0.0, -10.0, 1.0, float(len(unknown)), float(len(names))])
+        return np.array([0.0, 0.0, -10.0, 1.0, float(len(unknown)), float(len(names)), gap])
     return np.array(
         [
             max(c.similarity for c in candidates.items),
@@ -69,8 +103,37 @@ def signals(ranked: Ranked, candidates: Candidates) -> np.ndarray:
             sum(candidates.idf(t) for t in unknown) / weight,
             float(len(unknown)),
             float(len(names)),
+            gap,
         ]
     )
+
+
+_ASKED: dict[str, Asked] = {}
+_ASKED_LOCK = threading.Lock()
+
+
+def asked(embedder: Embedder) -> Asked:
+    """The fitted questions as ``embedder`` embeds them: the vectors kept in weights.json when
+    it is the model they were fitted with, else the texts embedded once by it (a corpus of
+    one's own adapts its own model)."""
+    _model(embedder.adapted)  # fitted on these signals, or say what to run
+    with _ASKED_LOCK:
+        found = _ASKED.get(embedder.name)
+        if found is None:
+            found = _ASKED[embedder.name] = asked_in(fitted(embedder.adapted), embedder)
+        return found
+
+
+def asked_in(fit: dict, embedder: Embedder) -> Asked:
+    """The questions ``fit`` (a kind's part of weights.json) was fitted on, for ``embedder``."""
+    bank = fit["coverage"]["asked"]
+    n = len(bank["on"])
+    if bank["model"] == embedder.name:
+        flat = np.frombuffer(base64.b64decode(bank["vectors"]), dtype="<f2")
+        vectors = flat.astype(np.float32).reshape(-1, flat.size // max(n + len(bank["off"]), 1))
+    else:
+        vectors = embedder.embed([normalise(q) for q in bank["on"] + bank["off"]])
+    return Asked(vectors[:n], vectors[n:])
 
 
 @cache  # checked and built once per model, not on every search
@@ -79,6 +142,13 @@ def _model(adapted: bool) -> tuple[np.ndarray, float, float]:
     if tuple(model["signals"]) != SIGNALS:
         raise ValueError("weights.json was fitted on other coverage signals; run eval --fit")
     return np.asarray(model["weights"]), float(model["bias"]), float(model["threshold"])
+
+
+def refitted() -> None:
+    """weights.json was written anew: read it again at the next search."""
+    _model.cache_clear()
+    with _ASKED_LOCK:
+        _ASKED.clear()
 
 
 def decide(row: np.ndarray, adapted: bool = True) -> Decision:

@@ -50,7 +50,8 @@ class Retriever:
         candidates = self.store.candidates(query, vector)
         adapted = self.embedder.adapted
         ranked = ranking.rank(question, vector, candidates, k, adapted=adapted)
-        decision = coverage.decide(coverage.signals(ranked, candidates), adapted)
+        asked = coverage.asked(self.embedder)
+        decision = coverage.decide(coverage.signals(ranked, candidates, vector, asked), adapted)
         hits = [passage_hit(passage) for passage in ranked.passages]
         return Retrieval(question, vector, hits, decision.covered, decision.offtopic)
 

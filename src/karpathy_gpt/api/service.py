@@ -22,6 +22,7 @@ from fastapi import Request
 from starlette.background import BackgroundTask
 from threadpoolctl import threadpool_limits
 
+from .. import coverage
 from ..answer import (
     Admission,
     Answerer,
@@ -80,6 +81,9 @@ class Service:
         # too. ONNX Runtime also uses one thread.
         threadpool_limits(limits=1, user_api="blas")
         store, embedder = open_serving(settings, threads=1)
+        # Another corpus's model embeds the questions the refusal was fitted on now, not while
+        # the first question waits.
+        coverage.asked(embedder)
         service = cls(
             settings=settings,
             retriever=Retriever(store, embedder),

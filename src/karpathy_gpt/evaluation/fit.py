@@ -79,10 +79,29 @@ def fit_ranker(prepared: list[Prepared]) -> ranking.Linear:
     )
 
 
-def signals(p: Prepared, ranker: ranking.Linear) -> np.ndarray:
+def signals(p: Prepared, ranker: ranking.Linear, asked: coverage.Asked) -> np.ndarray:
     scores = ranker(p.features) if len(p.sentences) else np.zeros(0)
     ranked = ranking.Ranked([], p.sentences, scores, p.features, p.question)
-    return coverage.signals(ranked, p.candidates)
+    return coverage.signals(ranked, p.candidates, p.vector, asked)
+
+
+def bank(on: list[Prepared], off: list[Prepared], without: Prepared | None = None):
+    """The questions a coverage model is fitted on, as its ``asked`` signal reads them; a
+    question it is fitted on is read without itself (it would be its own nearest)."""
+
+    def rows(questions: list[Prepared]) -> np.ndarray:
+        kept = [p.vector for p in questions if p is not without]
+        return np.vstack(kept) if kept else np.zeros((0, len(on[0].vector) if on else 0))
+
+    return coverage.Asked(rows(on), rows(off))
+
+
+def fitted_signals(ranker, on: list[Prepared], off: list[Prepared]):
+    """Each fitted question's signals: on-topic rows, off-topic rows."""
+    return (
+        np.array([signals(p, ranker, bank(on, off, p)) for p in on]),
+        np.array([signals(p, ranker, bank(on, off, p)) for p in off]),
+    )
 
 
 @dataclass(frozen=True)
@@ -125,9 +144,16 @@ class Judged:
     refused: bool
 
 
-def judge(p: Prepared, ranker, cover: CoverageModel, answerer: ExtractiveAnswerer, k=K) -> Judged:
+def judge(
+    p: Prepared,
+    ranker,
+    cover: CoverageModel,
+    asked: coverage.Asked,
+    answerer: ExtractiveAnswerer,
+    k=K,
+) -> Judged:
     ranked = ranking.rank(p.question, p.vector, p.candidates, k, score=ranker)
-    probability = cover.offtopic(coverage.signals(ranked, p.candidates))
+    probability = cover.offtopic(coverage.signals(ranked, p.candidates, p.vector, asked))
     refused = probability >= cover.threshold
     hits = [passage_hit(passage) for passage in ranked.passages]
     retrieval = Retrieval(p.question, p.vector, hits[:ANSWER_K], not refused, probability)
@@ -163,31 +189,30 @@ def cross_validate(
     judged_off: list[Judged | None] = [None] * len(off)
     for f in range(k):
         train = [p for p, g in zip(on, on_fold, strict=True) if g != f]
+        train_off = [p for p, g in zip(off, off_fold, strict=True) if g != f]
         ranker = fit_ranker(train)
-        cover = fit_coverage(
-            np.array([signals(p, ranker) for p in train]),
-            np.array([signals(p, ranker) for p, g in zip(off, off_fold, strict=True) if g != f]),
-        )
+        cover = fit_coverage(*fitted_signals(ranker, train, train_off))
+        asked = bank(train, train_off)
         for i in np.flatnonzero(on_fold == f):
-            judged_on[i] = judge(on[i], ranker, cover, answerer)
+            judged_on[i] = judge(on[i], ranker, cover, asked, answerer)
         for i in np.flatnonzero(off_fold == f):
-            judged_off[i] = judge(off[i], ranker, cover, answerer)
+            judged_off[i] = judge(off[i], ranker, cover, asked, answerer)
     return judged_on, judged_off  # type: ignore[return-value]
 
 
-def fit_all(on: list[Prepared], off: list[Prepared]) -> dict:
-    """The ranker and coverage model fitted on every question, as weights.json holds them."""
+def fit_all(on: list[Prepared], off: list[Prepared], model: str) -> dict:
+    """The ranker and coverage model fitted on every question, as weights.json holds them
+    (``model``: the embedder's name, whose vectors of the questions are kept)."""
     ranker = fit_ranker(on)
-    cover = fit_coverage(
-        np.array([signals(p, ranker) for p in on]), np.array([signals(p, ranker) for p in off])
-    )
+    cover = fit_coverage(*fitted_signals(ranker, on, off))
+    asked = bank(on, off).as_json([p.question for p in on], [p.question for p in off], model)
     return {
         "ranker": {
             "features": list(ranking.FEATURES),
             "weights": list(ranker.weights),
             "bias": ranker.bias,
         },
-        "coverage": cover.as_json(),
+        "coverage": {**cover.as_json(), "asked": asked},
         "fitted_on": {
             "labelled": len(on),
             "offtopic": len(off),

@@ -116,13 +116,15 @@ def cross_validated(
             weights = json.loads(fit_to.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             weights = {}
-        weights[kind] = {**fit_all(on, off), "model": retriever.embedder.name}
+        model = retriever.embedder.name
+        weights[kind] = {**fit_all(on, off, model), "model": model}
         tmp = fit_to.with_name(f".{fit_to.name}.tmp")
         tmp.write_text(json.dumps(weights, indent=1) + "\n", encoding="utf-8")
         tmp.replace(fit_to)
         # The file and the models built from it, read again at the next search.
-        for cached in (ranking._weights, ranking.ranker, coverage._model):
+        for cached in (ranking._weights, ranking.ranker):
             cached.cache_clear()
+        coverage.refitted()
     return judged_on, judged_off
 
 
