@@ -25,9 +25,7 @@ def write(measured, out_dir: Path, settings: Settings) -> Path:
     """``report.md`` and its plots in ``out_dir``; returns the report's path."""
     plt = _pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
-    main = measured.cv if measured.cv is not None else measured.served
-    main_off = measured.cv_off if measured.cv_off is not None else measured.served_off
-    name = "cross-validated" if measured.cv is not None else "served"
+    name, main, main_off = measured.main
     _plot_retrieval(plt, measured, out_dir / "retrieval.png")
     if main_off:
         _plot_curve(plt, main, main_off, out_dir / "refusal.png")

@@ -39,6 +39,14 @@ class Measured:
     model: str = ""  # the embedder's name (an adapted model's holds "+adapted-")
     label_problems: list[LabelProblem] = field(default_factory=list)
 
+    @property
+    def main(self) -> tuple[str, list[Judged], list[Judged]]:
+        """The figures to report: the cross-validated ones when measured (a figure on the
+        questions the served models were fitted on is not evidence), else the served ones."""
+        if self.cv is not None and self.cv_off is not None:
+            return "cross-validated", self.cv, self.cv_off
+        return "served", self.served, self.served_off
+
 
 def served(
     retriever: Retriever,

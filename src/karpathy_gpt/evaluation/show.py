@@ -50,7 +50,7 @@ def answers(judged: Sequence[Judged], off: Sequence[Judged]) -> dict:
 
 def by_source(measured) -> dict:
     """Each row's figures on each question file, and the answers' on the main row."""
-    main = measured.cv if measured.cv is not None else measured.served
+    _, main, _ = measured.main
     sources = [q.source for q in measured.labelled]
     out: dict[str, dict] = {}
     for source in dict.fromkeys(sources):
@@ -70,8 +70,7 @@ def by_source(measured) -> dict:
 def as_json(measured) -> dict:
     rows = rows_of(measured)
     served = [j.found for j in measured.served]
-    main = measured.cv if measured.cv is not None else measured.served
-    main_off = measured.cv_off if measured.cv_off is not None else measured.served_off
+    _, main, main_off = measured.main
     ranks = [f.rank for f in served]
     return {
         "questions": len(served),
@@ -112,7 +111,7 @@ def show(measured, console: Console) -> None:
         s = summary(found)
         line = f"{name:16}" + "".join(f"{s[m].percent():>21}" for m in METRICS)
         console.print(line, soft_wrap=True, highlight=False)
-    main_name = "cross-validated" if measured.cv is not None else "served"
+    main_name, main, main_off = measured.main
     for name in measured.baselines:
         for metric in ("hit@2400", "hit@1"):
             a = [f.metrics()[metric] for f in rows[main_name]]
@@ -125,8 +124,6 @@ def show(measured, console: Console) -> None:
                 soft_wrap=True,
                 highlight=False,
             )
-    main = measured.cv if measured.cv is not None else measured.served
-    main_off = measured.cv_off if measured.cv_off is not None else measured.served_off
     sources = [q.source for q in measured.labelled]
     if len(set(sources)) > 1:
         console.print("by file: hit@2400 / hit@1 (answers: evidence held)")
