@@ -66,8 +66,9 @@ def child(config: str, n: int, index_dir: str, url: str) -> dict[str, float]:
         candidates = store.candidates(query, vector)
         t2 = time.perf_counter()
         ranked = ranking.rank(question, vector, candidates, 3, adapted=adapted)
-        fitted = coverage.asked(embedder)
-        coverage.decide(coverage.signals(ranked, candidates, vector, fitted), adapted)
+        fitted = coverage.asked(embedder, candidates.documents)
+        row = coverage.signals(ranked, candidates, vector, fitted)
+        coverage.decide(row, adapted, fitted is not coverage.NOWHERE)
         hits = [passage_hit(p) for p in ranked.passages]
         t3 = time.perf_counter()
         events = [ServerSentEvent(data=passage_json(h, r)) for r, h in enumerate(hits, 1)]

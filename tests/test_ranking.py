@@ -152,8 +152,20 @@ def test_coverage_reads_whether_a_question_is_nearer_off_topic_ones_than_on_topi
     assert asked.gap(np.array([1.0, 0.0, 0.0])) == pytest.approx(-1.0)
     assert coverage.Asked(on, np.zeros((0, 3))).gap(np.array([1.0, 0.0, 0.0])) == 0.0
     # Kept in weights.json as float16 with the texts; read back for the same model.
-    kept = asked.as_json(["a", "b"], ["c"], "the-model")
+    kept = asked.as_json(["a", "b"], ["c"], "the-model", 1220)
     assert kept["on"] == ["a", "b"] and kept["model"] == "the-model"
+
+
+def test_without_the_fitted_questions_the_refusal_weighs_the_other_signals_alone():
+    from karpathy_gpt import coverage
+
+    for adapted in (True, False):
+        every, _, _ = coverage._model(adapted, True)
+        alone, _, _ = coverage._model(adapted, False)
+        assert len(every) == len(coverage.SIGNALS) and len(alone) == len(coverage.SIGNALS) - 1
+    row = np.zeros(len(coverage.SIGNALS))
+    row[-1] = 50.0  # a gap this large would refuse anything, were it read
+    assert coverage.decide(row, True, asked=False) == coverage.decide(row[:-1], True, False)
 
 
 def test_a_question_fitted_on_is_not_its_own_nearest():

@@ -92,13 +92,15 @@ def test_the_fitted_questions_are_read_as_the_serving_model_embeds_them(embedder
 
     on, off = ["What is makemore?", "Why zero the gradients?"], ["Who painted the Sistine Chapel?"]
     vectors = embedder.embed([normalise(q) for q in on + off])
-    kept = coverage.Asked(vectors[:2], vectors[2:]).as_json(on, off, embedder.name)
+    kept = coverage.Asked(vectors[:2], vectors[2:]).as_json(on, off, embedder.name, 1220)
     fit = {"coverage": {"asked": kept}}
-    read = coverage.asked_in(fit, embedder)
+    read = coverage.asked_in(fit, embedder, 1220)
     assert np.allclose(read.on, vectors[:2], atol=1e-3) and np.allclose(
         read.off, vectors[2:], atol=1e-3
     )
-    other = coverage.asked_in({"coverage": {"asked": {**kept, "model": "another"}}}, embedder)
+    other = coverage.asked_in({"coverage": {"asked": {**kept, "model": "x"}}}, embedder, 1220)
     assert np.allclose(other.on, vectors[:2], atol=1e-6)  # embedded again, not decoded
     question = embedder.embed_one(normalise("Who painted the ceiling of the Sistine Chapel?"))
     assert read.gap(question) > 0.3  # far nearer the off-topic question
+    # Another corpus: the questions' labels say nothing of it.
+    assert coverage.asked_in(fit, embedder, 37) is coverage.NOWHERE

@@ -115,5 +115,5 @@ def test_searches_run_at_most_search_threads_at_once(server, index_dir: Path):
 
     found = asyncio.run(run())
     assert most == 2 and all(len(r.hits) == 3 for r in found)
-    default = Service(settings, service.retriever, service.answerer, service.chunks)
+    default = Service(settings, service.retriever, service.answerer, service.chunks, True)
     assert default.search_threads == len(os.sched_getaffinity(0))  # one per core

@@ -41,6 +41,7 @@ SIGNALS = (
     "unknown_share",  # share of the question's IDF weight on words no chunk holds
     "unknown_words",  # how many such words
     "unknown_names",  # how many of its names (text.names_in) the corpus never writes
+    # Last: where the fitted questions say nothing (another corpus), decide() goes without it.
     "asked",  # cosine to the nearest off-topic question fitted on, less the nearest on-topic
 )
 # Chosen by cross-validation so that held-out on-topic questions are refused at most ~5%
@@ -67,16 +68,21 @@ class Asked:
             return 0.0
         return float((self.off @ vector).max() - (self.on @ vector).max())
 
-    def as_json(self, on: list[str], off: list[str], model: str) -> dict:
-        """The texts (to embed them again with another model) and, for ``model``, the vectors
-        (float16: a cosine moves by ~1e-3)."""
+    def as_json(self, on: list[str], off: list[str], model: str, documents: int) -> dict:
+        """The texts (to embed them again with another model of the same corpus) and, for
+        ``model``, the vectors (float16: a cosine moves by ~1e-3); ``documents``: the corpus's
+        chunks, which the labels hold for."""
         vectors = np.vstack([self.on, self.off]).astype("<f2")
         return {
             "on": on,
             "off": off,
             "model": model,
+            "documents": documents,
             "vectors": base64.b64encode(vectors.tobytes()).decode("ascii"),
         }
+
+
+NOWHERE = Asked(np.zeros((0, 0)), np.zeros((0, 0)))  # no fitted questions: the signal is 0
 
 
 def signals(ranked: Ranked, candidates: Candidates, vector: np.ndarray, asked: Asked) -> np.ndarray:
@@ -112,21 +118,27 @@ _ASKED: dict[str, Asked] = {}
 _ASKED_LOCK = threading.Lock()
 
 
-def asked(embedder: Embedder) -> Asked:
-    """The fitted questions as ``embedder`` embeds them: the vectors kept in weights.json when
-    it is the model they were fitted with, else the texts embedded once by it (a corpus of
-    one's own adapts its own model)."""
-    _model(embedder.adapted)  # fitted on these signals, or say what to run
-    with _ASKED_LOCK:
-        found = _ASKED.get(embedder.name)
-        if found is None:
-            found = _ASKED[embedder.name] = asked_in(fitted(embedder.adapted), embedder)
-        return found
+def asked(embedder: Embedder, documents: int) -> Asked:
+    """The fitted questions as ``embedder`` embeds them, for a corpus of ``documents`` chunks:
+    the vectors kept in weights.json when it is the model they were fitted with, else their
+    texts embedded once by it. Their labels hold for the corpus they were written for: on
+    another one, ``NOWHERE`` (and ``decide`` weighs the other signals alone)."""
+    _model(embedder.adapted, True)  # fitted on these signals, or say what to run
+    key = f"{embedder.name} {documents}"
+    found = _ASKED.get(key)
+    if found is None:  # embedded outside the lock: searches meanwhile do not wait for it
+        found = asked_in(fitted(embedder.adapted), embedder, documents)
+        with _ASKED_LOCK:
+            found = _ASKED.setdefault(key, found)
+    return found
 
 
-def asked_in(fit: dict, embedder: Embedder) -> Asked:
-    """The questions ``fit`` (a kind's part of weights.json) was fitted on, for ``embedder``."""
+def asked_in(fit: dict, embedder: Embedder, documents: int) -> Asked:
+    """The questions ``fit`` (a kind's part of weights.json) was fitted on, for ``embedder``
+    serving a corpus of ``documents`` chunks."""
     bank = fit["coverage"]["asked"]
+    if bank["documents"] != documents:
+        return NOWHERE
     n = len(bank["on"])
     if bank["model"] == embedder.name:
         flat = np.frombuffer(base64.b64decode(bank["vectors"]), dtype="<f2")
@@ -137,10 +149,13 @@ def asked_in(fit: dict, embedder: Embedder) -> Asked:
 
 
 @cache  # checked and built once per model, not on every search
-def _model(adapted: bool) -> tuple[np.ndarray, float, float]:
+def _model(adapted: bool, asked: bool) -> tuple[np.ndarray, float, float]:
+    """The decision over every signal, or (``asked`` false) the one fitted without ``asked``."""
     model = fitted(adapted)["coverage"]
     if tuple(model["signals"]) != SIGNALS:
         raise ValueError("weights.json was fitted on other coverage signals; run eval --fit")
+    if not asked:
+        model = model["without_asked"]
     return np.asarray(model["weights"]), float(model["bias"]), float(model["threshold"])
 
 
@@ -151,8 +166,9 @@ def refitted() -> None:
         _ASKED.clear()
 
 
-def decide(row: np.ndarray, adapted: bool = True) -> Decision:
-    weights, bias, threshold = _model(adapted)
-    z = float(row @ weights + bias)
+def decide(row: np.ndarray, adapted: bool = True, asked: bool = True) -> Decision:
+    """``asked``: whether the row's last signal read the fitted questions (not ``NOWHERE``)."""
+    weights, bias, threshold = _model(adapted, asked)
+    z = float(row[: len(weights)] @ weights + bias)
     p = 1 / (1 + math.exp(-max(min(z, 50.0), -50.0)))
     return Decision(p, p < threshold)

@@ -55,7 +55,7 @@ def write(measured, out_dir: Path, settings: Settings) -> Path:
         lines.append(f"| {row} | " + " | ".join(s[m].percent() for m in METRICS) + " |")
     lines += [
         "",
-        f"## Answers ({name}, {measured.answerer})",
+        f"## Answers ({name}, {measured.main_answerer})",
         "",
         f"- evidence in the first 800 characters: {a['evidence_held'].percent()}",
         f"- on-topic questions refused: {a['on_topic_refused'].percent()}",

@@ -50,8 +50,9 @@ class Retriever:
         candidates = self.store.candidates(query, vector)
         adapted = self.embedder.adapted
         ranked = ranking.rank(question, vector, candidates, k, adapted=adapted)
-        asked = coverage.asked(self.embedder)
-        decision = coverage.decide(coverage.signals(ranked, candidates, vector, asked), adapted)
+        asked = coverage.asked(self.embedder, candidates.documents)
+        row = coverage.signals(ranked, candidates, vector, asked)
+        decision = coverage.decide(row, adapted, asked is not coverage.NOWHERE)
         hits = [passage_hit(passage) for passage in ranked.passages]
         return Retrieval(question, vector, hits, decision.covered, decision.offtopic)
 

@@ -49,7 +49,7 @@ class Service:
     retriever: Retriever
     answerer: Answerer
     chunks: int
-    refuse: bool = False  # refuse a question the lectures do not cover (refuses_offtopic)
+    refuse: bool  # refuse a question the lectures do not cover (refuses_offtopic)
     # Open answer streams, whatever the answerer (KGPT_MAX_STREAMS); made in __post_init__.
     streams: Admission = field(init=False)
     # A fixed index only: PostgreSQL may switch to a new version under a running server.
@@ -83,7 +83,7 @@ class Service:
         store, embedder = open_serving(settings, threads=1)
         # Another corpus's model embeds the questions the refusal was fitted on now, not while
         # the first question waits.
-        coverage.asked(embedder)
+        coverage.asked(embedder, len(store))
         service = cls(
             settings=settings,
             retriever=Retriever(store, embedder),

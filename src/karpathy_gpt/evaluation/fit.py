@@ -204,15 +204,24 @@ def fit_all(on: list[Prepared], off: list[Prepared], model: str) -> dict:
     """The ranker and coverage model fitted on every question, as weights.json holds them
     (``model``: the embedder's name, whose vectors of the questions are kept)."""
     ranker = fit_ranker(on)
-    cover = fit_coverage(*fitted_signals(ranker, on, off))
-    asked = bank(on, off).as_json([p.question for p in on], [p.question for p in off], model)
+    on_rows, off_rows = fitted_signals(ranker, on, off)
+    cover = fit_coverage(on_rows, off_rows)
+    # For a corpus the questions were not written for, whose labels say nothing of it.
+    alone = fit_coverage(on_rows[:, :-1], off_rows[:, :-1]).as_json()
+    documents = on[0].candidates.documents
+    texts = [p.question for p in on], [p.question for p in off]
+    asked = bank(on, off).as_json(*texts, model, documents)
     return {
         "ranker": {
             "features": list(ranking.FEATURES),
             "weights": list(ranker.weights),
             "bias": ranker.bias,
         },
-        "coverage": {**cover.as_json(), "asked": asked},
+        "coverage": {
+            **cover.as_json(),
+            "without_asked": {k: alone[k] for k in ("weights", "bias", "threshold")},
+            "asked": asked,
+        },
         "fitted_on": {
             "labelled": len(on),
             "offtopic": len(off),

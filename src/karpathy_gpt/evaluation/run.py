@@ -35,7 +35,7 @@ class Measured:
     cv: list[Judged] | None = None  # cross-validated, when asked
     cv_off: list[Judged] | None = None
     baselines: dict[str, list[Found]] = field(default_factory=dict)
-    in_sample: int = 0  # labelled questions the served weights were fitted on
+    in_sample: int = 0  # questions (labelled or off-topic) the served weights were fitted on
     model: str = ""  # the embedder's name (an adapted model's holds "+adapted-")
     label_problems: list[LabelProblem] = field(default_factory=list)
 
@@ -46,6 +46,12 @@ class Measured:
         if self.cv is not None and self.cv_off is not None:
             return "cross-validated", self.cv, self.cv_off
         return "served", self.served, self.served_off
+
+    @property
+    def main_answerer(self) -> str:
+        """Who wrote the main figures' answers: cross-validation judges the offline answer,
+        refusing, whatever answerer is served."""
+        return "extractive" if self.main[0] == "cross-validated" else self.answerer
 
 
 def served(
@@ -136,7 +142,7 @@ def cross_validated(
     return judged_on, judged_off
 
 
-def fitted_on(questions: list[Labelled], adapted: bool) -> int:
+def fitted_on(questions: list[Labelled | OffTopic], adapted: bool) -> int:
     """How many of ``questions`` the served weights were fitted on."""
     try:
         seen = set(ranking.fitted(adapted)["fitted_on"]["questions"])
@@ -193,7 +199,7 @@ def measure(
         measured.served_off = served(
             retriever, make_answerer(settings), refuses, off, settings.default_k
         )
-        measured.in_sample = fitted_on(labelled, embedder.adapted)
+        measured.in_sample = fitted_on([*labelled, *off], embedder.adapted)
         chunks = getattr(store, "chunks", None)
         if chunks is not None:
             measured.label_problems = label_problems(labelled, chunks)

@@ -83,7 +83,7 @@ def as_json(measured) -> dict:
             name: {m: vars(e) for m, e in summary(found).items()} for name, found in rows.items()
         },
         "answers": {
-            "answerer": measured.answerer,
+            "answerer": measured.main_answerer,
             **{
                 k: (vars(v) if hasattr(v, "mean") else v)
                 for k, v in answers(main, main_off).items()
@@ -100,8 +100,9 @@ def show(measured, console: Console) -> None:
     console.print(f"[bold]{n} labelled questions, {m} off-topic; answerer {measured.answerer}[/]")
     if measured.in_sample:
         console.print(
-            f"[yellow]{measured.in_sample} of them were used to fit the served ranker: its figures "
-            "on them are not evidence (see the cross-validated row: --cv)[/]",
+            f"[yellow]{measured.in_sample} of them were used to fit the served ranker and refusal "
+            "(which reads the questions it was fitted on): the served figures on them are not "
+            "evidence (see the cross-validated ones: --cv)[/]",
             soft_wrap=True,
         )
     rows = rows_of(measured)
@@ -147,7 +148,7 @@ def show(measured, console: Console) -> None:
         soft_wrap=True,
     )
     a = answers(main, main_off)
-    console.print(f"\n[bold]Answers[/] ({main_name}, {measured.answerer})")
+    console.print(f"\n[bold]Answers[/] ({main_name}, {measured.main_answerer})")
     console.print(f"evidence in the first 800 characters  {a['evidence_held'].percent()}")
     console.print(f"on-topic questions refused            {a['on_topic_refused'].percent()}")
     if a["off_topic_refused"] is not None:
