@@ -40,11 +40,7 @@ class Refusal(Answerer):
 REFUSAL = Refusal()
 
 
-def refused(retrieval: Retrieval, refuse: bool) -> bool:
-    """Whether this retrieval's question is refused, when refusing is on (``refuse``)."""
-    return refuse and not retrieval.covered
-
-
 def answering(answerer: Answerer, retrieval: Retrieval, refuse: bool) -> Answerer:
-    """The answerer that answers this retrieval: ``answerer``, or the refusal."""
-    return REFUSAL if refused(retrieval, refuse) else answerer
+    """The answerer that answers this retrieval: ``answerer``, or, when refusing is on
+    (``refuse``) and the retrieval judged the lectures do not cover it, the refusal."""
+    return REFUSAL if refuse and not retrieval.covered else answerer
