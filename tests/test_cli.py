@@ -59,9 +59,10 @@ def test_ask_refuses_what_the_api_refuses(tmp_path, question):
 def test_eval_on_the_public_questions(server, index_dir):
     """At least what the served ranker and refusal (weights.json of cca6e58, the adapted model)
     reached: hit@1 13/15, hit@3 15/15, MRR@10 0.911, every answer's evidence within 2,400
-    characters, 14/15 answers holding their evidence, none refused; 50/65 off-topic questions
-    refused. These questions were among those fitted on (in_sample): a drop is a regression,
-    not a measure of the method (the cross-validated figures are eval --cv's)."""
+    characters, 14/15 answers holding their evidence, none refused; the off-topic questions
+    refused (109/109 with the weights fitted on them all). These questions were among those
+    fitted on (in_sample): a drop is a regression, not a measure of the method (the
+    cross-validated figures are eval --cv's)."""
     figures = eval_figures(SHARED / "eval" / "questions.jsonl", index_dir)
     assert figures["questions"] == 15
     assert figures["hit@3"] >= 15
@@ -71,8 +72,8 @@ def test_eval_on_the_public_questions(server, index_dir):
     assert answered(figures, "evidence_held", 15) >= 14
     assert answered(figures, "on_topic_refused", 15) == 0
     off_topic = sum(n for _, n in figures["answers"]["off_by_type"].values())
-    assert off_topic == 65  # the default sets: shared offtopic-dev and benchmarks' own
-    assert answered(figures, "off_topic_refused", off_topic) >= 50
+    assert off_topic == 109  # the default sets: shared offtopic-dev and benchmarks' own
+    assert answered(figures, "off_topic_refused", off_topic) >= 100
     # The shared labels were corrected (cross entropy: lectures 03, 05, 07): none is unreachable.
     assert figures["label_problems"] == []
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from karpathy_gpt.evaluation.labels import Labelled
+from support.paths import CORPUS
+
+from karpathy_gpt.evaluation.labels import DEFAULT_LABELLED, Labelled, load_questions
 from karpathy_gpt.evaluation.metrics import found, holds_evidence, interval, paired, within_budget
 
 QUESTION = Labelled("how many params?", ["01"], re.compile("41 parameters", re.I))
@@ -33,3 +35,23 @@ def test_intervals_and_paired_differences():
     assert half.low < 0.5 < half.high
     better = paired([1, 1, 1, 0, 1], [0, 1, 0, 0, 1])
     assert (better.won, better.lost) == (2, 0) and better.difference.mean == 0.4
+
+
+def test_every_default_label_quotes_its_lecture_and_its_evidence_is_in_the_quote():
+    """The labelled sets eval reads by default: each ``quote`` is the words of a lecture it
+    accepts, and its evidence regex matches that quote (a label that cannot be a hit, or that
+    counts the wrong place, would skew every figure fitted or measured on it)."""
+
+    def words(text: str) -> str:
+        return " ".join(text.split())
+
+    transcripts = {p.name[:2]: words(p.read_text(encoding="utf-8")) for p in CORPUS.glob("*.txt")}
+    checked = 0
+    for path in DEFAULT_LABELLED:
+        for q in load_questions(path):
+            if not q.quote:
+                continue
+            assert any(words(q.quote) in transcripts[lecture] for lecture in q.lectures), q.question
+            assert q.evidence.search(q.quote), q.question
+            checked += 1
+    assert checked >= 106 + 73

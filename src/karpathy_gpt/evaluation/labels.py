@@ -23,6 +23,7 @@ DEFAULT_LABELLED = (
     DEFAULT_QUESTIONS,
     SHARED_EVAL / "dev.jsonl",
     REPO_ROOT / "benchmarks" / "data" / "dev-questions.jsonl",
+    REPO_ROOT / "benchmarks" / "data" / "learner-questions.jsonl",
 )
 DEFAULT_OFFTOPIC = (
     SHARED_EVAL / "offtopic-dev.jsonl",
