@@ -79,7 +79,9 @@ def test_ask_in_the_terminal_refuses_as_the_api_does(server, index_dir):
     env = refusing_model_env(index_dir)
     refused = run_cli("ask", OFF_TOPIC, env=env)
     assert refused.returncode == 0, refused.stderr
-    assert NOT_COVERED in " ".join(refused.stdout.split())
+    answer, _, nearest = refused.stdout.partition("Nearest passages (none answers it)")
+    assert NOT_COVERED in " ".join(answer.split()) and "Sources" not in refused.stdout
+    assert sum(line.startswith("[") for line in nearest.splitlines()) == 3
     asked = run_cli("ask", ON_TOPIC, env=env)  # goes to the model, which is not there
     assert asked.returncode == 1 and "error" in asked.stderr
 

@@ -164,9 +164,10 @@ def ask(
     logging.disable(logging.INFO)
     service = Service.start(settings)
     retrieval = service.retriever.search(question, k)
+    answerer = service.answering(retrieval)
 
     async def run() -> None:
-        async for token in service.answering(retrieval).stream(retrieval):
+        async for token in answerer.stream(retrieval):
             console.print(token, end="", soft_wrap=True, highlight=False, markup=False)
         await service.answerer.aclose()
 
@@ -175,7 +176,11 @@ def ask(
     except AnswerError as exc:
         err.print(f"\n[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
-    console.print("\n\n[bold]Sources[/]")
+    # A refusal cites nothing: what follows it is only where the lectures came nearest.
+    refused = answerer is not service.answerer
+    console.print(
+        "\n\n[bold]Nearest passages (none answers it)[/]" if refused else "\n\n[bold]Sources[/]"
+    )
     for n, hit in enumerate(retrieval.hits, start=1):
         meta = hit.chunk.metadata
         at = f" at {_clock(meta['start'])}" if "start" in meta else ""
