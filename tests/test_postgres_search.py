@@ -146,6 +146,8 @@ def test_postings_bounds_are_each_terms_largest_and_nth_largest_weights():
         assert postings.chunk_counts()[term] == len(held)
         assert postings.max_weights()[term] == held[0]
         assert floors[term] == (held[1] if len(held) >= 2 else 0), lexeme
+    # The frequencies the coverage decision and the ranker's IDF read.
+    assert index.index.document_frequency() == {"gradient": 2, "descent": 1, "step": 2, "loss": 2}
     # Each stored (term, chunk, weight) row is bm25s's score of that chunk for that word alone.
     rows = zip(postings.terms(), postings.chunks, postings.weights, strict=True)
     for term, chunk, weight in rows:

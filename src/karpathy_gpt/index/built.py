@@ -56,12 +56,9 @@ class BuiltIndex:
         return np.asarray(self.sentence_vectors[offsets[chunk] : offsets[chunk + 1]])
 
     def document_frequency(self) -> dict[str, int]:
-        """How many chunks hold each term (bm25s keeps a column of weights per term)."""
+        """How many chunks hold each term (read once from the postings)."""
         if self._document_frequency is None:
-            counts = np.diff(np.asarray(self.bm25.scores["indptr"]))
-            self._document_frequency = {
-                term: int(counts[column]) for term, column in self.bm25.vocab_dict.items() if term
-            }
+            self._document_frequency = self.postings().document_frequency()
         return self._document_frequency
 
     def postings(self) -> Postings:

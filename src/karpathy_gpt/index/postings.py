@@ -51,6 +51,11 @@ class Postings:
         """How many chunks hold each term (its document frequency)."""
         return np.diff(self.offsets)
 
+    def document_frequency(self) -> dict[str, int]:
+        """``chunk_counts`` by lexeme (terms no chunk holds left out)."""
+        counts = self.chunk_counts()
+        return {lexeme: int(counts[t]) for t, lexeme in enumerate(self.lexemes) if lexeme}
+
     def terms(self) -> np.ndarray:
         """The term id of each posting."""
         return np.repeat(np.arange(len(self.lexemes), dtype=np.int32), self.chunk_counts())
