@@ -82,6 +82,25 @@ def test_a_passage_opens_near_the_best_sentence_and_runs_into_the_next_chunk():
     assert len(seen) == len(set(seen)) and len(ranked.passages) <= 3
 
 
+def test_a_sentence_next_to_a_taken_window_still_comes_back_cut_short():
+    """Sentence 10 scores best, 8 next: 10's window takes 9 before it, so 8's own window would
+    share 9. It comes back as a passage that stops where the taken one begins, rather than not
+    at all (a sentence scored near the top is never lost to a neighbour's window)."""
+    order = {10: 3.0, 8: 2.0}
+
+    def scores(rows: np.ndarray) -> np.ndarray:
+        return np.array([order.get(n, 0.0) for n in range(len(rows))])
+
+    ranked = ranking.rank("what is tanh?", np.eye(8)[0], candidates(), k=3, score=scores)
+    first, second = ranked.passages[:2]
+    assert first.best.text.startswith("Sentence number 10 ")
+    assert first.sentences[0].text.startswith("Sentence number 9 ")
+    assert second.best.text.startswith("Sentence number 8 ")
+    assert second.sentences[-1] is second.best  # cut short where the first passage begins
+    seen = [id(s) for p in ranked.passages for s in p.sentences]
+    assert len(seen) == len(set(seen))
+
+
 def test_a_passage_is_the_lecture_text_with_its_place_and_time():
     ranked = ranking.rank("what is tanh?", np.eye(8)[0], candidates(True), k=1, score=cosine_first)
     passage = ranked.passages[0]

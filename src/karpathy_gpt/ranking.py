@@ -7,7 +7,8 @@ question and its neighbours', its chunk's cosine and BM25 score and their ranks,
 the question's (IDF-weighted) words in the sentence and around it. The passages returned are
 windows of the lecture cut around the best sentences: a little before (``BEFORE`` characters
 at most), then on up to ``WINDOW`` characters, so the words that answer are near the top of
-each passage, whatever the chunk boundaries were; windows never overlap.
+each passage, whatever the chunk boundaries were. Windows never overlap: one next to a window
+taken already stops where that one begins or ends, rather than being dropped.
 
 The weights are fitted on labelled questions (``karpathy-gpt eval --fit``, k-fold
 cross-validated figures in BENCHMARKS.md) and kept in ``weights.json`` beside this module. The
@@ -276,9 +277,10 @@ def rank(
     used: set[int] = set()
     score_of = {id(s): float(x) for s, x in zip(sentences, scores, strict=True)}
     for i in np.argsort(-scores, kind="stable"):
-        window = _window(sentences[i])
-        if any(id(s) in used for s in window):
+        if id(sentences[i]) in used:
             continue
+        # Next to a passage taken already, the window stops where that passage begins or ends.
+        window = _window(sentences[i], used)
         best = sentences[i]
         source = candidates.items[best.holders[0]].chunk
         own = {id(s): score_of[id(s)] for s in window if id(s) in score_of}
@@ -290,12 +292,14 @@ def rank(
     return Ranked(passages, sentences, scores, rows, question)
 
 
-def _window(best: Sentence) -> list[Sentence]:
+def _window(best: Sentence, used: set[int] = frozenset()) -> list[Sentence]:
+    """The window cut around ``best``; it takes no sentence in ``used`` (by id())."""
     window = [best]
-    if best.before is not None and best.start - best.before.start <= BEFORE:
-        window.insert(0, best.before)
+    before = best.before
+    if before is not None and best.start - before.start <= BEFORE and id(before) not in used:
+        window.insert(0, before)
     nxt = best.after
-    while nxt is not None and nxt.end - window[0].start <= WINDOW:
+    while nxt is not None and nxt.end - window[0].start <= WINDOW and id(nxt) not in used:
         window.append(nxt)
         nxt = nxt.after
     return window
