@@ -104,17 +104,19 @@ def test_eval_warns_of_labels_no_passage_can_satisfy(server, index_dir, tmp_path
 
 
 def test_eval_on_the_development_questions(server, index_dir):
-    """The project's 35 development questions, measured with the served weights (cca6e58):
-    hit@1 28/35, hit@3 31/35, MRR@10 0.856, hit@2400 31/35, 33/35 answers holding their
-    evidence, none refused. (The weighted fusion this ranker replaced scored hit@1 29/35,
-    hit@3 32/35, MRR@10 0.882 on them, with its weight chosen on them.) Also in the fit."""
+    """The project's 35 development questions, measured with the served weights (fitted on
+    229 + 109 questions): hit@1 28/35, hit@3 31/35, MRR@10 0.854, hit@2400 31/35, 32/35 answers
+    holding their evidence, none refused. (33/35 before windows next to a taken one were cut
+    short instead of dropped: one answer's last piece now comes from another passage; over all
+    229, cross-validated, answers -0.4 points [-1.8, +0.9].) (The weighted fusion this ranker
+    replaced scored hit@1 29/35, hit@3 32/35, MRR@10 0.882, with its weight chosen on them.)"""
     figures = eval_figures(REPO / "benchmarks" / "data" / "dev-questions.jsonl", index_dir)
     assert figures["questions"] == 35
     assert figures["hit@1"] >= 28
     assert figures["hit@3"] >= 31
     assert figures["mrr@10"] >= 0.85
     assert served(figures, "hit@2400") >= 31
-    assert answered(figures, "evidence_held", 35) >= 33
+    assert answered(figures, "evidence_held", 35) >= 32
     assert answered(figures, "on_topic_refused", 35) == 0
     assert figures["label_problems"] == []
 
