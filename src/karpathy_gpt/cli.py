@@ -147,7 +147,7 @@ def ask(
     corpus: CorpusOption = None,
 ) -> None:
     """Answer one question in the terminal: the streamed answer, then its sources."""
-    from .answer import AnswerError
+    from .answer import REFUSAL, AnswerError
     from .api.service import Service
     from .retrieval import QuestionError, checked_question
 
@@ -177,10 +177,8 @@ def ask(
         err.print(f"\n[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
     # A refusal cites nothing: what follows it is only where the lectures came nearest.
-    refused = answerer is not service.answerer
-    console.print(
-        "\n\n[bold]Nearest passages (none answers it)[/]" if refused else "\n\n[bold]Sources[/]"
-    )
+    heading = "Nearest passages (none answers it)" if answerer is REFUSAL else "Sources"
+    console.print(f"\n\n[bold]{heading}[/]")
     for n, hit in enumerate(retrieval.hits, start=1):
         meta = hit.chunk.metadata
         at = f" at {_clock(meta['start'])}" if "start" in meta else ""

@@ -292,7 +292,7 @@ def rank(
     return Ranked(passages, sentences, scores, rows, question)
 
 
-def _window(best: Sentence, used: set[int] = frozenset()) -> list[Sentence]:
+def _window(best: Sentence, used: set[int]) -> list[Sentence]:
     """The window cut around ``best``; it takes no sentence in ``used`` (by id())."""
     window = [best]
     before = best.before
