@@ -46,7 +46,7 @@ def child(config: str, n: int, index_dir: str, url: str) -> dict[str, float]:
     from karpathy_gpt.api.legacy import END, passage_json
     from karpathy_gpt.config import Settings
     from karpathy_gpt.index.backend import open_serving
-    from karpathy_gpt.retrieval import passage_hit
+    from karpathy_gpt.retrieval import Retriever, passage_hit
     from karpathy_gpt.text import normalise
 
     backend = "torch" if config == "before" else config
@@ -55,6 +55,7 @@ def child(config: str, n: int, index_dir: str, url: str) -> dict[str, float]:
     settings = Settings(index_dir=Path(index_dir), embedding_backend=backend)
     store, embedder = open_serving(settings, threads=1)  # as the server of that backend
     adapted = embedder.adapted
+    retriever = Retriever(store, embedder)
     times: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "HTTP total")}
     client = httpx.Client(timeout=60)
     asked = distinct(n + 20, offset=500_000)
@@ -63,7 +64,7 @@ def child(config: str, n: int, index_dir: str, url: str) -> dict[str, float]:
         query = normalise(question)
         vector = embedder.embed_one(query)
         t1 = time.perf_counter()
-        candidates = store.candidates(query, vector)
+        candidates = retriever.candidates(query, vector)  # with the question bank, as served
         t2 = time.perf_counter()
         ranked = ranking.rank(question, vector, candidates, 3, adapted=adapted)
         fitted = coverage.asked(embedder, candidates.documents)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import bank
 from .lexical import function_words, identifier_words, tokenize
 from .ranking import FEATURES, Ranked, fitted
 from .store.base import Candidates
@@ -46,7 +47,7 @@ SIGNALS = (
 )
 # Chosen by cross-validation so that held-out on-topic questions are refused at most ~5%
 # of the time (the fit refuses this share of the questions it is fitted on).
-TARGET_FALSE_REFUSALS = 0.035
+TARGET_FALSE_REFUSALS = 0.025
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,19 @@ def asked(embedder: Embedder, documents: int) -> Asked:
     found = _ASKED.get(key)
     if found is None:  # embedded outside the lock: searches meanwhile do not wait for it
         found = asked_in(fitted(embedder.adapted), embedder, documents)
+        found = with_bank(found, embedder, documents)
         with _ASKED_LOCK:
             found = _ASKED.setdefault(key, found)
     return found
+
+
+def with_bank(found: Asked, embedder: Embedder, documents: int) -> Asked:
+    """The question bank's questions (``bank.py``) are on-topic questions too: a question far
+    from all of them is far from everything the lectures answer."""
+    if found is NOWHERE:
+        return found
+    extra = bank.of(embedder, documents, fitted(embedder.adapted))
+    return Asked(np.vstack([found.on, extra.vectors]), found.off) if len(extra) else found
 
 
 def asked_in(fit: dict, embedder: Embedder, documents: int) -> Asked:
@@ -162,6 +173,7 @@ def _model(adapted: bool, asked: bool) -> tuple[np.ndarray, float, float]:
 def refitted() -> None:
     """weights.json was written anew: read it again at the next search."""
     _model.cache_clear()
+    bank.forget()
     with _ASKED_LOCK:
         _ASKED.clear()
 

@@ -48,6 +48,9 @@ FEATURES = (
     "window_overlap",  # ... in the words of it, the one before and the two after
     "length",  # log of its characters
     "sentence_gap",  # its cosine less the best sentence's
+    # Last two: where there is no question bank (another corpus), ranker() goes without them.
+    "bank",  # the best cosine of a bank question whose quote it holds (bank.py)
+    "bank_near",  # that cosine x log(100 / that question's rank among the bank)
 )
 
 
@@ -115,10 +118,13 @@ def fitted(adapted: bool = True) -> dict:
 
 
 @cache  # checked and built once per model, not on every search
-def ranker(adapted: bool = True) -> Linear:
+def ranker(adapted: bool = True, bank: bool = True) -> Linear:
+    """The fitted ranker, or (``bank`` false) the one fitted without the bank's features."""
     model = fitted(adapted)["ranker"]
     if tuple(model["features"]) != FEATURES:
         raise ValueError(f"{WEIGHTS_FILE} was fitted on other features; run eval --fit")
+    if not bank:
+        model = model["without_bank"]
     return Linear(tuple(model["weights"]), model["bias"])
 
 
@@ -247,6 +253,7 @@ def features(question: str, vector: np.ndarray, candidates: Candidates, sentence
             window @ idf / weight,
             np.log([len(s.text) + 1 for s in sentences]),
             own - own.max(),
+            *candidates.bank.features(vector, sentences).T,
         ]
     )
     return rows.astype(np.float64).reshape(-1, len(FEATURES)), set(terms)
@@ -272,7 +279,7 @@ def rank(
     if not sentences:
         return Ranked([], [], np.zeros(0), np.zeros((0, len(FEATURES))), question)
     rows, _ = features(question, vector, candidates, sentences)
-    scores = (score or ranker(adapted))(rows)
+    scores = (score or ranker(adapted, len(candidates.bank) > 0))(rows)
     passages: list[Passage] = []
     used: set[int] = set()
     score_of = {id(s): float(x) for s, x in zip(sentences, scores, strict=True)}

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import coverage, ranking
+from . import bank, coverage, ranking
 from .embedding import Embedder
 from .errors import RequestError
 from .store import Hit, Store
+from .store.base import Candidates
 from .text import normalise
 
 
@@ -44,10 +45,17 @@ class Retriever:
         self.store = store
         self.embedder = embedder
 
+    def candidates(self, query: str, vector: np.ndarray) -> Candidates:
+        """The store's candidates, with the corpus's question bank for the ranker to read."""
+        candidates = self.store.candidates(query, vector)
+        fit = ranking.fitted(self.embedder.adapted)
+        candidates.bank = bank.of(self.embedder, candidates.documents, fit)
+        return candidates
+
     def search(self, question: str, k: int = 3) -> Retrieval:
         query = normalise(question)
         vector = self.embedder.embed_one(query)
-        candidates = self.store.candidates(query, vector)
+        candidates = self.candidates(query, vector)
         adapted = self.embedder.adapted
         ranked = ranking.rank(question, vector, candidates, k, adapted=adapted)
         asked = coverage.asked(self.embedder, candidates.documents)

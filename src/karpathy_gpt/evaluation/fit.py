@@ -29,6 +29,8 @@ from ..text import normalise
 from .labels import Labelled, OffTopic
 from .metrics import Found, found, holds_evidence
 
+BANK_FEATURES = 2  # the last features, read from the question bank (ranking.FEATURES)
+
 C = 1.0  # the logistic regressions' inverse regularisation (0.1 and 1.0 measured the same)
 K = 10  # passages ranked per question (MRR@10; the budgets read fewer)
 ANSWER_K = 3  # passages an answer is written from (KGPT_DEFAULT_K's default)
@@ -50,7 +52,7 @@ def prepare(retriever: Retriever, question: Labelled | OffTopic) -> Prepared:
     text = question.question
     query = normalise(text)
     vector = retriever.embedder.embed_one(query)
-    candidates = retriever.store.candidates(query, vector)
+    candidates = retriever.candidates(query, vector)
     sentences = ranking.gather(candidates)
     rows, _ = ranking.features(text, vector, candidates, sentences)
     labelled = question if isinstance(question, Labelled) else None
@@ -72,11 +74,15 @@ def _logistic(rows: np.ndarray, labels: np.ndarray, weight: str | None = None) -
     return ranking.Linear(tuple(map(float, w)), float(model.intercept_[0] - w @ mean))
 
 
-def fit_ranker(prepared: list[Prepared]) -> ranking.Linear:
+def fit_ranker(prepared: list[Prepared], bank: bool = True) -> ranking.Linear:
+    """``bank`` false: fitted without the bank's features (their weights 0), for a corpus
+    without a question bank."""
     usable = [p for p in prepared if p.labels is not None and len(p.sentences)]
-    return _logistic(
-        np.vstack([p.features for p in usable]), np.concatenate([p.labels for p in usable])
-    )
+    rows = np.vstack([p.features for p in usable])
+    width = rows.shape[1] if bank else rows.shape[1] - BANK_FEATURES
+    fitted = _logistic(rows[:, :width], np.concatenate([p.labels for p in usable]))
+    padding = (0.0,) * (rows.shape[1] - width)
+    return ranking.Linear(fitted.weights + padding, fitted.bias)
 
 
 def signals(p: Prepared, ranker: ranking.Linear, asked: coverage.Asked) -> np.ndarray:
@@ -85,15 +91,20 @@ def signals(p: Prepared, ranker: ranking.Linear, asked: coverage.Asked) -> np.nd
     return coverage.signals(ranked, p.candidates, p.vector, asked)
 
 
-def bank(on: list[Prepared], off: list[Prepared], without: Prepared | None = None):
-    """The questions a coverage model is fitted on, as its ``asked`` signal reads them; a
-    question it is fitted on is read without itself (it would be its own nearest)."""
+def bank(on: list[Prepared], off: list[Prepared], without: Prepared | None = None, questions=True):
+    """The questions a coverage model is fitted on, as its ``asked`` signal reads them (with
+    the corpus's question bank among the on-topic ones, as ``coverage.asked`` reads it); a
+    question it is fitted on is read without itself (it would be its own nearest).
+    ``questions`` false: without the bank (the fitted questions alone, as weights.json keeps
+    them)."""
 
     def rows(questions: list[Prepared]) -> np.ndarray:
         kept = [p.vector for p in questions if p is not without]
         return np.vstack(kept) if kept else np.zeros((0, len(on[0].vector) if on else 0))
 
-    return coverage.Asked(rows(on), rows(off))
+    asked = coverage.Asked(rows(on), rows(off))
+    extra = getattr(on[0].candidates, "bank", None) if on and questions else None
+    return coverage.Asked(np.vstack([asked.on, extra.vectors]), asked.off) if extra else asked
 
 
 def fitted_signals(ranker, on: list[Prepared], off: list[Prepared]):
@@ -206,22 +217,26 @@ def fit_all(on: list[Prepared], off: list[Prepared], model: str) -> dict:
     ranker = fit_ranker(on)
     on_rows, off_rows = fitted_signals(ranker, on, off)
     cover = fit_coverage(on_rows, off_rows)
-    # For a corpus the questions were not written for, whose labels say nothing of it.
+    # For a corpus the questions were not written for, whose labels and bank say nothing of it.
+    elsewhere = fit_ranker(on, bank=False)
+    on_rows, off_rows = fitted_signals(elsewhere, on, off)
     alone = fit_coverage(on_rows[:, :-1], off_rows[:, :-1]).as_json()
     documents = on[0].candidates.documents
     texts = [p.question for p in on], [p.question for p in off]
-    asked = bank(on, off).as_json(*texts, model, documents)
+    asked = bank(on, off, questions=False).as_json(*texts, model, documents)
     return {
         "ranker": {
             "features": list(ranking.FEATURES),
             "weights": list(ranker.weights),
             "bias": ranker.bias,
+            "without_bank": {"weights": list(elsewhere.weights), "bias": elsewhere.bias},
         },
         "coverage": {
             **cover.as_json(),
             "without_asked": {k: alone[k] for k in ("weights", "bias", "threshold")},
             "asked": asked,
         },
+        **({"bank": held.as_json(model)} if len(held := on[0].candidates.bank) else {}),
         "fitted_on": {
             "labelled": len(on),
             "offtopic": len(off),

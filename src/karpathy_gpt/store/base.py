@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..bank import EMPTY, Bank
 from ..chunking import Chunk
 from ..errors import KgptError
 from ..index.built import BuiltIndex
@@ -61,6 +62,7 @@ class Candidates:
     documents: int  # chunks in the index
     document_frequency: Mapping[str, int]  # chunks holding each (stemmed) term
     names: frozenset[str] = frozenset()  # the corpus's words with a capital or digit, as written
+    bank: Bank = EMPTY  # the corpus's question bank, as the retriever's model reads it
 
     def idf(self, term: str) -> float:
         return math.log(1 + self.documents / max(self.document_frequency.get(term, 0), 0.5))

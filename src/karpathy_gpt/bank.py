@@ -1,0 +1,168 @@
+"""The question bank: questions a learner might ask of a corpus, each with the lecture words that
+answer it (``question-bank.jsonl``, beside this file; written from the transcripts alone, never
+from the evaluation's questions).
+
+MiniLM places a question nearer another wording of the same question than the sentence that
+answers it: it was trained on pairs of questions. So a question near a bank question points at
+that question's quote, and the ranker reads two features of each candidate sentence from the bank
+(``features``): the best cosine of a bank question whose quote it holds, and that cosine times
+how near the top of the whole bank the question ranks (log 100 / rank: a question's nearest bank
+question counts, but only as far as it is near; the rank alone sent broad questions to whichever
+quote happened to be nearest). The refusal reads the bank too: a question far from every bank
+question is far from everything the lectures answer (``coverage``).
+
+The quotes' places (lecture, start) hold for the corpus the bank was written for; a sentence is
+only matched when its words are the quote's at that place, so another corpus's lecture "01"
+never borrows them. Vectors: kept in weights.json for the model the weights were fitted with
+(embedding its 1,372 questions takes seconds), else embedded once per process.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .text import normalise
+
+if TYPE_CHECKING:
+    from .embedding import Embedder
+
+log = logging.getLogger(__name__)
+
+BANK_FILE = Path(__file__).with_name("question-bank.jsonl")
+RANK_CAP = 100  # a bank question past the nearest 100 counts as the 100th: no nearness
+
+
+@dataclass(frozen=True)
+class Entry:
+    question: str
+    lecture: str
+    start: int  # of the quote in the lecture's text
+    quote: str
+
+
+@cache
+def entries(path: Path = BANK_FILE) -> tuple[Entry, ...]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return tuple(Entry(r["question"], r["lecture"], int(r["start"]), r["quote"]) for r in rows)
+
+
+def digest(found: tuple[Entry, ...]) -> str:
+    """What the bank's stored vectors were computed from."""
+    text = "\n".join(f"{e.question}\t{e.lecture}\t{e.start}" for e in found)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Bank:
+    entries: tuple[Entry, ...]
+    vectors: np.ndarray  # one unit row per entry, as the serving model embeds its question
+
+    def __post_init__(self) -> None:
+        lectures = sorted({e.lecture for e in self.entries})
+        # Per lecture: the entries' indices, quote starts and ends, for an overlap test by arrays.
+        by: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        for lecture in lectures:
+            rows = np.array([i for i, e in enumerate(self.entries) if e.lecture == lecture])
+            starts = np.array([self.entries[i].start for i in rows])
+            ends = starts + np.array([len(self.entries[i].quote) for i in rows])
+            by[lecture] = (rows, starts, ends)
+        object.__setattr__(self, "_by", by)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def features(self, vector: np.ndarray, sentences) -> np.ndarray:
+        """Per sentence (``ranking.Sentence``): the best cosine of a bank question whose quote it
+        holds, and that cosine times log(RANK_CAP / the question's rank in the bank); 0, 0 if
+        none."""
+        out = np.zeros((len(sentences), 2))
+        if not len(self.entries):
+            return out
+        cosine = self.vectors @ vector
+        rank = np.empty(len(cosine))
+        rank[np.argsort(-cosine, kind="stable")] = np.arange(1, len(cosine) + 1)
+        best = np.full(len(sentences), -1)
+        lectures = np.array([s.lecture for s in sentences])
+        starts = np.array([s.start for s in sentences])
+        ends = np.array([s.end for s in sentences])
+        for lecture in set(lectures.tolist()) & self._by.keys():
+            rows, first, last = self._by[lecture]
+            at = np.flatnonzero(lectures == lecture)
+            overlap = (first[None, :] < ends[at, None]) & (last[None, :] > starts[at, None])
+            for a, b in zip(*np.nonzero(overlap), strict=True):
+                n, i = at[a], rows[b]
+                if (best[n] < 0 or cosine[i] > cosine[best[n]]) and self._same_words(
+                    self.entries[i], sentences[n]
+                ):
+                    best[n] = i
+        held = best >= 0
+        out[held, 0] = cosine[best[held]]
+        out[held, 1] = out[held, 0] * np.log(RANK_CAP / np.minimum(rank[best[held]], RANK_CAP))
+        return out
+
+    @staticmethod
+    def _same_words(entry: Entry, sentence) -> bool:
+        """Whether the sentence's text is the quote's where the two overlap."""
+        lo, hi = max(entry.start, sentence.start), min(entry.start + len(entry.quote), sentence.end)
+        return (
+            sentence.text[lo - sentence.start : hi - sentence.start]
+            == entry.quote[lo - entry.start : hi - entry.start]
+        )
+
+    def as_json(self, model: str) -> dict:
+        return {
+            "model": model,
+            "digest": digest(self.entries),
+            "vectors": base64.b64encode(self.vectors.astype("<f2").tobytes()).decode("ascii"),
+        }
+
+
+EMPTY = Bank((), np.zeros((0, 0), dtype=np.float32))
+
+_BANKS: dict[str, Bank] = {}
+_LOCK = threading.Lock()
+
+
+def of(embedder: Embedder, documents: int, fit: dict) -> Bank:
+    """The bank as ``embedder`` reads it, for a corpus of ``documents`` chunks: ``EMPTY`` where
+    ``fit`` (the embedder's part of weights.json) was not fitted on this corpus, as
+    ``coverage.asked``."""
+    if fit["coverage"]["asked"]["documents"] != documents or not BANK_FILE.is_file():
+        return EMPTY
+    key = embedder.name
+    found = _BANKS.get(key)
+    if found is None:  # embedded outside the lock: searches meanwhile do not wait for it
+        found = read(fit.get("bank"), embedder)
+        with _LOCK:
+            found = _BANKS.setdefault(key, found)
+    return found
+
+
+def read(stored: dict | None, embedder: Embedder) -> Bank:
+    """The bank, its vectors ``stored`` ones (weights.json's) if they are this model's."""
+    found = entries()
+    if stored and stored["model"] == embedder.name and stored["digest"] == digest(found):
+        flat = np.frombuffer(base64.b64decode(stored["vectors"]), dtype="<f2")
+        return Bank(found, flat.astype(np.float32).reshape(len(found), -1))
+    log.info("embedding the question bank's %d questions with %s", len(found), embedder.name)
+    return Bank(found, embedded(found, embedder))
+
+
+def embedded(found: tuple[Entry, ...], embedder: Embedder) -> np.ndarray:
+    return np.asarray(embedder.embed([normalise(e.question) for e in found]), dtype=np.float32)
+
+
+def forget() -> None:
+    """weights.json was written anew: read the bank's vectors again."""
+    with _LOCK:
+        _BANKS.clear()
