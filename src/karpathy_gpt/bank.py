@@ -1,6 +1,7 @@
 """The question bank: questions a learner might ask of a corpus, each with the lecture words that
-answer it (``question-bank.jsonl``, beside this file; written from the transcripts alone, never
-from the evaluation's questions).
+answer it (``question-bank.jsonl``, beside this file). Written from the transcripts; none is
+worded like a question the evaluation asks (docs/evaluation.md), or cross-validated figures
+would promise what held-out questions do not get.
 
 MiniLM places a question nearer another wording of the same question than the sentence that
 answers it: it was trained on pairs of questions. So a question near a bank question points at
@@ -11,10 +12,13 @@ question counts, but only as far as it is near; the rank alone sent broad questi
 quote happened to be nearest). The refusal reads the bank too: a question far from every bank
 question is far from everything the lectures answer (``coverage``).
 
-The quotes' places (lecture, start) hold for the corpus the bank was written for; a sentence is
-only matched when its words are the quote's at that place, so another corpus's lecture "01"
-never borrows them. Vectors: kept in weights.json for the model the weights were fitted with
-(embedding its 1,372 questions takes seconds), else embedded once per process.
+The quotes' places (lecture, start) hold for the corpus the bank was written for. The fit reads
+the bank only where every quote is its lecture's words at its place (``for_corpus``), and
+weights.json says whether it did; a server reads it only where the weights it serves were
+fitted with it, on a corpus of as many chunks (``of``). A sentence is matched only where its
+words are the quote's, so another corpus's lecture "01" never borrows them. Vectors: kept in
+weights.json for the model the weights were fitted with (embedding the whole bank takes a few
+seconds), else embedded once per process.
 """
 
 from __future__ import annotations
@@ -134,10 +138,10 @@ _LOCK = threading.Lock()
 
 
 def of(embedder: Embedder, documents: int, fit: dict) -> Bank:
-    """The bank as ``embedder`` reads it, for a corpus of ``documents`` chunks: ``EMPTY`` where
-    ``fit`` (the embedder's part of weights.json) was not fitted on this corpus, as
-    ``coverage.asked``."""
-    if fit["coverage"]["asked"]["documents"] != documents or not BANK_FILE.is_file():
+    """The bank as ``embedder`` reads it, for a corpus of ``documents`` chunks: ``EMPTY`` unless
+    ``fit`` (the embedder's part of weights.json) was fitted with it, on this corpus (as
+    ``coverage.asked``, by its number of chunks)."""
+    if "bank" not in fit or fit["coverage"]["asked"]["documents"] != documents:
         return EMPTY
     key = embedder.name
     found = _BANKS.get(key)
@@ -146,6 +150,18 @@ def of(embedder: Embedder, documents: int, fit: dict) -> Bank:
         with _LOCK:
             found = _BANKS.setdefault(key, found)
     return found
+
+
+def for_corpus(lectures, embedder: Embedder, stored: dict | None) -> Bank:
+    """The bank for a fit on ``lectures`` (``corpus.Lecture``): ``EMPTY`` unless every quote is
+    its lecture's words at its place (the corpus it was written for)."""
+    texts = {lecture.id: lecture.text for lecture in lectures}
+    found = entries()
+    if not found or any(
+        texts.get(e.lecture, "")[e.start : e.start + len(e.quote)] != e.quote for e in found
+    ):
+        return EMPTY
+    return read(stored, embedder)
 
 
 def read(stored: dict | None, embedder: Embedder) -> Bank:

@@ -52,6 +52,8 @@ FEATURES = (
     "bank",  # the best cosine of a bank question whose quote it holds (bank.py)
     "bank_near",  # that cosine x log(100 / that question's rank among the bank)
 )
+BANK_FEATURES = ("bank", "bank_near")  # last: a ranker without them drops the last columns
+assert FEATURES[-len(BANK_FEATURES) :] == BANK_FEATURES
 
 
 @dataclass(slots=True, eq=False)

@@ -41,15 +41,21 @@ class Retrieval:
 
 
 class Retriever:
-    def __init__(self, store: Store, embedder: Embedder):
+    def __init__(self, store: Store, embedder: Embedder, questions: bank.Bank | None = None):
+        """``questions``: the question bank to read (default: the one the served weights were
+        fitted with, ``bank.of``)."""
         self.store = store
         self.embedder = embedder
+        self.questions = questions
 
     def candidates(self, query: str, vector: np.ndarray) -> Candidates:
         """The store's candidates, with the corpus's question bank for the ranker to read."""
         candidates = self.store.candidates(query, vector)
-        fit = ranking.fitted(self.embedder.adapted)
-        candidates.bank = bank.of(self.embedder, candidates.documents, fit)
+        if self.questions is not None:
+            candidates.bank = self.questions
+        else:
+            fit = ranking.fitted(self.embedder.adapted)
+            candidates.bank = bank.of(self.embedder, candidates.documents, fit)
         return candidates
 
     def search(self, question: str, k: int = 3) -> Retrieval:

@@ -29,8 +29,6 @@ from ..text import normalise
 from .labels import Labelled, OffTopic
 from .metrics import Found, found, holds_evidence
 
-BANK_FEATURES = 2  # the last features, read from the question bank (ranking.FEATURES)
-
 C = 1.0  # the logistic regressions' inverse regularisation (0.1 and 1.0 measured the same)
 K = 10  # passages ranked per question (MRR@10; the budgets read fewer)
 ANSWER_K = 3  # passages an answer is written from (KGPT_DEFAULT_K's default)
@@ -79,7 +77,7 @@ def fit_ranker(prepared: list[Prepared], bank: bool = True) -> ranking.Linear:
     without a question bank."""
     usable = [p for p in prepared if p.labels is not None and len(p.sentences)]
     rows = np.vstack([p.features for p in usable])
-    width = rows.shape[1] if bank else rows.shape[1] - BANK_FEATURES
+    width = rows.shape[1] if bank else rows.shape[1] - len(ranking.BANK_FEATURES)
     fitted = _logistic(rows[:, :width], np.concatenate([p.labels for p in usable]))
     padding = (0.0,) * (rows.shape[1] - width)
     return ranking.Linear(fitted.weights + padding, fitted.bias)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .. import coverage, ranking
+from .. import bank, coverage, ranking
 from ..answer import NOT_COVERED, Answerer, answering, refuses_offtopic
 from ..config import Settings
 from ..corpus import read_corpus
@@ -183,7 +183,9 @@ def measure(
             f"(there are {len(labelled)} and {len(off)}): pass --questions and --offtopic files"
         )
     store, embedder = open_serving(settings, console=console)
-    retriever = Retriever(store, embedder)
+    # The bank is read if this corpus is the one it was written for, whatever weights.json says.
+    lectures = read_corpus(settings.resolved_corpus_dir()).lectures
+    retriever = Retriever(store, embedder, bank.for_corpus(lectures, embedder, _stored(embedder)))
     try:
         measured = Measured(labelled, off, "", [], [], model=embedder.name)
         if cv:
@@ -208,6 +210,14 @@ def measure(
     finally:
         store.close()
     return measured
+
+
+def _stored(embedder) -> dict | None:
+    """The question bank's vectors weights.json keeps for ``embedder``'s kind, if any."""
+    try:
+        return ranking.fitted(embedder.adapted).get("bank")
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def _files(given: list[Path] | None, defaults, required: bool = True) -> list[Path]:
