@@ -101,7 +101,8 @@ def bank(on: list[Prepared], off: list[Prepared], without: Prepared | None = Non
         return np.vstack(kept) if kept else np.zeros((0, len(on[0].vector) if on else 0))
 
     asked = coverage.Asked(rows(on), rows(off))
-    extra = getattr(on[0].candidates, "bank", None) if on and questions else None
+    candidates = on[0].candidates if on and questions else None
+    extra = candidates.bank if candidates is not None else None
     return coverage.Asked(np.vstack([asked.on, extra.vectors]), asked.off) if extra else asked
 
 

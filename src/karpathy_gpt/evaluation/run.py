@@ -97,10 +97,10 @@ def served(
 
 
 def compare_baselines(
-    settings: Settings, labelled: list[Labelled], console: Console
+    settings: Settings, lectures: list, labelled: list[Labelled], console: Console
 ) -> dict[str, list[Found]]:
-    """The baselines' retrieval on the same questions (the packaged model's vectors)."""
-    lectures = read_corpus(settings.resolved_corpus_dir()).lectures
+    """The baselines' retrieval on the same questions (the packaged model's vectors), built
+    from ``lectures`` (``corpus.Lecture``)."""
     embedder = Embedder.from_settings(settings)
     console.print("eval: building the baselines (LangChain's splitter, the packaged model)")
     out = {}
@@ -206,7 +206,7 @@ def measure(
         if chunks is not None:
             measured.label_problems = label_problems(labelled, chunks)
         if compare:
-            measured.baselines = compare_baselines(settings, labelled, console)
+            measured.baselines = compare_baselines(settings, lectures, labelled, console)
     finally:
         store.close()
     return measured
