@@ -12,7 +12,7 @@ import pytest
 from support.paths import CORPUS, REPO, SHARED
 from test_ranking import LECTURE, candidates
 
-from karpathy_gpt import bank, ranking
+from karpathy_gpt import bank, coverage, ranking
 from karpathy_gpt.bank import RANK_CAP, Bank, Entry
 from karpathy_gpt.corpus import read_corpus
 
@@ -49,7 +49,7 @@ def test_the_bank_is_read_on_the_corpus_it_was_written_for_and_nowhere_else():
 def test_the_served_weights_keep_vectors_of_this_bank_for_both_models():
     for kind in (True, False):
         fit = ranking.fitted(kind)
-        assert fit["bank"]["digest"] == bank.digest(bank.entries())
+        assert fit["bank"]["digest"] == bank.digest(bank.entries(), bank.unanswered())
         assert fit["bank"]["model"] == fit["model"]
 
 
@@ -63,7 +63,7 @@ def test_a_server_reads_the_bank_only_where_its_weights_were_fitted_with_it():
     assert bank.of(model, documents, without) is bank.EMPTY  # fitted without it
 
 
-def test_no_bank_question_shares_a_phrase_of_an_evaluation_question():
+def test_no_bank_question_answered_or_not_shares_a_phrase_of_an_evaluation_question():
     """A bank question worded like an evaluation question would hand it its own answer, and
     the cross-validated figures would say more than held-out questions get. Checked here: no
     five-word phrase the transcripts never say is shared (nearness by cosine was checked when
@@ -74,15 +74,15 @@ def test_no_bank_question_shares_a_phrase_of_an_evaluation_question():
     asked = [json.loads(line)["question"] for f in files for line in f.read_text().splitlines()]
     phrases = {g for q in asked for g in grams(q)}
     rare = {g for g in phrases if f" {g} " not in texts}
-    for e in bank.entries():
-        shared = grams(e.question) & rare
-        assert not shared or _common(shared, asked), (e.question, shared)
+    for question in [e.question for e in bank.entries()] + list(bank.unanswered()):
+        shared = grams(question) & rare
+        assert not shared or _common(shared, asked), (question, shared)
 
 
 def _common(shared: set[str], asked: list[str]) -> bool:
     """Phrases any question may use ("how does he make a"): in three evaluation questions or
     three bank questions."""
-    banked = [e.question for e in bank.entries()]
+    banked = [e.question for e in bank.entries()] + list(bank.unanswered())
     return all(
         sum(g in grams(q) for q in asked) >= 3 or sum(g in grams(q) for q in banked) >= 3
         for g in shared
@@ -160,8 +160,42 @@ def test_the_stored_vectors_are_read_only_for_their_model():
         def embed(self, texts):
             return np.ones((len(texts), 3)) / np.sqrt(3)
 
-    few = bank.entries()
-    stored = Bank(few, np.zeros((len(few), 3), dtype=np.float32)).as_json("some-model")
-    assert (bank.read(stored, Model()).vectors == 0).all()
+    few, off = bank.entries(), bank.unanswered()
+    zeros = np.zeros((len(few) + len(off), 3), dtype=np.float32)
+    stored = Bank(few, zeros[: len(few)], off, zeros[len(few) :]).as_json("some-model")
+    read = bank.read(stored, Model())
+    assert (read.vectors == 0).all() and (read.off == 0).all() and len(read.off) == len(off)
     other = {**stored, "model": "another"}
     assert np.allclose(bank.read(other, Model()).vectors, 1 / np.sqrt(3))
+    assert np.allclose(bank.read(other, Model()).off, 1 / np.sqrt(3))
+
+
+def test_the_refusal_reads_the_unanswered_questions_as_off_topic():
+    """A question nearest an unanswered bank question leans off-topic; without the bank's
+    unanswered rows it would lean on-topic."""
+    fitted = coverage.Asked(unit(0)[None], unit(2)[None])
+    held = Bank(
+        (Entry("what is tanh?", "01", 0, "tanh"),),
+        unit(3)[None],
+        ("how does beam search work?",),
+        unit(4)[None],
+    )
+    asked = fitted.with_bank(held)
+    assert len(asked.on) == 2 and len(asked.off) == 2
+    near = 0.8 * unit(4) + 0.6 * unit(0)
+    assert asked.gap(near) > 0 > fitted.gap(near)
+    assert fitted.with_bank(bank.EMPTY) is fitted
+
+
+def test_the_adaptation_pairs_each_question_with_the_passage_holding_its_quote():
+    from karpathy_gpt.chunking import chunk_lectures
+    from karpathy_gpt.text import normalise
+
+    found = lectures()
+    chunks = chunk_lectures(found, 800, 100)
+    pairs = bank.training_pairs(found, chunks)
+    assert len(pairs) == len(bank.entries())
+    for (question, passage), e in zip(pairs, bank.entries(), strict=True):
+        assert question == e.question and normalise(e.quote)[:30] in passage
+    moved = [dataclasses.replace(x, text=" " + x.text) for x in found]
+    assert bank.training_pairs(moved, chunk_lectures(moved, 800, 100)) == []

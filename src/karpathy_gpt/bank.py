@@ -10,7 +10,10 @@ that question's quote, and the ranker reads two features of each candidate sente
 how near the top of the whole bank the question ranks (log 100 / rank: a question's nearest bank
 question counts, but only as far as it is near; the rank alone sent broad questions to whichever
 quote happened to be nearest). The refusal reads the bank too: a question far from every bank
-question is far from everything the lectures answer (``coverage``).
+question is far from everything the lectures answer (``coverage``). Beside it, a bank of
+questions the lectures do not answer (``offtopic-bank.jsonl``: ML topics they never reach,
+details of what they only name, Karpathy's other work, anything else): a question nearer one of
+those than any answered one is likely not covered either.
 
 The quotes' places (lecture, start) hold for the corpus the bank was written for. The fit reads
 the bank only where every quote is its lecture's words at its place (``for_corpus``), and
@@ -28,7 +31,7 @@ import hashlib
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BANK_FILE = Path(__file__).with_name("question-bank.jsonl")
+UNANSWERED_FILE = Path(__file__).with_name("offtopic-bank.jsonl")
 RANK_CAP = 100  # a bank question past the nearest 100 counts as the 100th: no nearness
 
 
@@ -60,9 +64,16 @@ def entries(path: Path = BANK_FILE) -> tuple[Entry, ...]:
     return tuple(Entry(r["question"], r["lecture"], int(r["start"]), r["quote"]) for r in rows)
 
 
-def digest(found: tuple[Entry, ...]) -> str:
+@cache
+def unanswered(path: Path = UNANSWERED_FILE) -> tuple[str, ...]:
+    """The questions the corpus does not answer."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return tuple(json.loads(line)["question"] for line in lines if line)
+
+
+def digest(found: tuple[Entry, ...], off: tuple[str, ...] = ()) -> str:
     """What the bank's stored vectors were computed from."""
-    text = "\n".join(f"{e.question}\t{e.lecture}\t{e.start}" for e in found)
+    text = "\n".join([f"{e.question}\t{e.lecture}\t{e.start}" for e in found] + list(off))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -70,6 +81,9 @@ def digest(found: tuple[Entry, ...]) -> str:
 class Bank:
     entries: tuple[Entry, ...]
     vectors: np.ndarray  # one unit row per entry, as the serving model embeds its question
+    # Questions the corpus does not answer (``unanswered``) and their rows: the refusal's alone.
+    unanswered: tuple[str, ...] = ()
+    off: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
 
     def __post_init__(self) -> None:
         lectures = sorted({e.lecture for e in self.entries})
@@ -124,10 +138,11 @@ class Bank:
         )
 
     def as_json(self, model: str) -> dict:
+        rows = np.vstack([self.vectors, self.off]) if len(self.off) else self.vectors
         return {
             "model": model,
-            "digest": digest(self.entries),
-            "vectors": base64.b64encode(self.vectors.astype("<f2").tobytes()).decode("ascii"),
+            "digest": digest(self.entries, self.unanswered),
+            "vectors": base64.b64encode(rows.astype("<f2").tobytes()).decode("ascii"),
         }
 
 
@@ -152,30 +167,55 @@ def of(embedder: Embedder, documents: int, fit: dict) -> Bank:
     return found
 
 
-def for_corpus(lectures, embedder: Embedder, stored: dict | None) -> Bank:
-    """The bank for a fit on ``lectures`` (``corpus.Lecture``): ``EMPTY`` unless every quote is
-    its lecture's words at its place (the corpus it was written for)."""
+def written_for(lectures) -> bool:
+    """Whether every quote is its lecture's words at its place in ``lectures``
+    (``corpus.Lecture``): the corpus the bank was written for."""
     texts = {lecture.id: lecture.text for lecture in lectures}
     found = entries()
-    if not found or any(
-        texts.get(e.lecture, "")[e.start : e.start + len(e.quote)] != e.quote for e in found
-    ):
-        return EMPTY
-    return read(stored, embedder)
+    return bool(found) and all(
+        texts.get(e.lecture, "")[e.start : e.start + len(e.quote)] == e.quote for e in found
+    )
+
+
+def for_corpus(lectures, embedder: Embedder, stored: dict | None) -> Bank:
+    """The bank for a fit on ``lectures``: ``EMPTY`` unless it was written for them."""
+    return read(stored, embedder) if written_for(lectures) else EMPTY
+
+
+def training_pairs(lectures, chunks) -> list[tuple[str, str]]:
+    """(question, normalised text of a chunk holding its quote) for adapting the model to
+    ``lectures`` cut into ``chunks``; none unless the bank was written for them."""
+    if not written_for(lectures):
+        return []
+    by_lecture: dict[str, list] = {}
+    for chunk in chunks:
+        by_lecture.setdefault(chunk.metadata["id"], []).append(chunk)
+    pairs = []
+    for e in entries():
+        end = e.start + len(e.quote)
+        held = [c for c in by_lecture[e.lecture] if c.metadata["start_char"] <= e.start]
+        whole = [c for c in held if end <= c.metadata["end_char"]]
+        start = [c for c in held if e.start < c.metadata["end_char"]]
+        if whole or start:
+            pairs.append((e.question, normalise((whole or start)[0].text)))
+    return pairs
 
 
 def read(stored: dict | None, embedder: Embedder) -> Bank:
     """The bank, its vectors ``stored`` ones (weights.json's) if they are this model's."""
-    found = entries()
-    if stored and stored["model"] == embedder.name and stored["digest"] == digest(found):
+    found, off = entries(), unanswered()
+    if stored and stored["model"] == embedder.name and stored["digest"] == digest(found, off):
         flat = np.frombuffer(base64.b64decode(stored["vectors"]), dtype="<f2")
-        return Bank(found, flat.astype(np.float32).reshape(len(found), -1))
-    log.info("embedding the question bank's %d questions with %s", len(found), embedder.name)
-    return Bank(found, embedded(found, embedder))
+        rows = flat.astype(np.float32).reshape(len(found) + len(off), -1)
+    else:
+        n = len(found) + len(off)
+        log.info("embedding the question bank's %d questions with %s", n, embedder.name)
+        rows = embedded([e.question for e in found] + list(off), embedder)
+    return Bank(found, rows[: len(found)], off, rows[len(found) :])
 
 
-def embedded(found: tuple[Entry, ...], embedder: Embedder) -> np.ndarray:
-    return np.asarray(embedder.embed([normalise(e.question) for e in found]), dtype=np.float32)
+def embedded(questions: list[str], embedder: Embedder) -> np.ndarray:
+    return np.asarray(embedder.embed([normalise(q) for q in questions]), dtype=np.float32)
 
 
 def forget() -> None:

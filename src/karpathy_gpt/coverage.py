@@ -69,6 +69,13 @@ class Asked:
             return 0.0
         return float((self.off @ vector).max() - (self.on @ vector).max())
 
+    def with_bank(self, held: bank.Bank) -> Asked:
+        """These questions and the bank's: its answered ones on-topic, the others off-topic."""
+        if not len(held):
+            return self
+        off = np.vstack([self.off, held.off]) if len(held.off) else self.off
+        return Asked(np.vstack([self.on, held.vectors]), off)
+
     def as_json(self, on: list[str], off: list[str], model: str, documents: int) -> dict:
         """The texts (to embed them again with another model of the same corpus) and, for
         ``model``, the vectors (float16: a cosine moves by ~1e-3); ``documents``: the corpus's
@@ -136,12 +143,12 @@ def asked(embedder: Embedder, documents: int) -> Asked:
 
 
 def with_bank(found: Asked, embedder: Embedder, documents: int) -> Asked:
-    """The question bank's questions (``bank.py``) are on-topic questions too: a question far
-    from all of them is far from everything the lectures answer."""
+    """The question bank's questions (``bank.py``) are on-topic questions too, and its
+    unanswered ones off-topic: a question far from all the answered ones is far from
+    everything the lectures answer."""
     if found is NOWHERE:
         return found
-    extra = bank.of(embedder, documents, fitted(embedder.adapted))
-    return Asked(np.vstack([found.on, extra.vectors]), found.off) if len(extra) else found
+    return found.with_bank(bank.of(embedder, documents, fitted(embedder.adapted)))
 
 
 def asked_in(fit: dict, embedder: Embedder, documents: int) -> Asked:

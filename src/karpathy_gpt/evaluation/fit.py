@@ -91,8 +91,9 @@ def signals(p: Prepared, ranker: ranking.Linear, asked: coverage.Asked) -> np.nd
 
 def bank(on: list[Prepared], off: list[Prepared], without: Prepared | None = None, questions=True):
     """The questions a coverage model is fitted on, as its ``asked`` signal reads them (with
-    the corpus's question bank among the on-topic ones, as ``coverage.asked`` reads it); a
-    question it is fitted on is read without itself (it would be its own nearest).
+    the corpus's question bank, its answered questions on-topic and its unanswered ones
+    off-topic, as ``coverage.asked`` reads it); a question it is fitted on is read without
+    itself (it would be its own nearest).
     ``questions`` false: without the bank (the fitted questions alone, as weights.json keeps
     them)."""
 
@@ -101,9 +102,8 @@ def bank(on: list[Prepared], off: list[Prepared], without: Prepared | None = Non
         return np.vstack(kept) if kept else np.zeros((0, len(on[0].vector) if on else 0))
 
     asked = coverage.Asked(rows(on), rows(off))
-    candidates = on[0].candidates if on and questions else None
-    extra = candidates.bank if candidates is not None else None
-    return coverage.Asked(np.vstack([asked.on, extra.vectors]), asked.off) if extra else asked
+    candidates = on[0].candidates if on and questions else None  # None: prepared without
+    return asked.with_bank(candidates.bank) if candidates is not None else asked
 
 
 def fitted_signals(ranker, on: list[Prepared], off: list[Prepared]):

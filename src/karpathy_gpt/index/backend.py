@@ -17,6 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
+from .. import bank
 from ..adaptation import adapt
 from ..chunking import chunk_lectures
 from ..config import Settings
@@ -58,9 +59,10 @@ def embedder_for(
     if settings.adapt:
         chunks = chunk_lectures(lectures, settings.chunk_size, settings.chunk_overlap)
         passages = [normalise(c.text) for c in chunks]
+        pairs = bank.training_pairs(lectures, chunks)
         label = "adapting the model to the corpus"
         with progress(console or Console(stderr=True), label, "steps") as report:
-            source = adapt(settings.model_dir, passages, report)
+            source = adapt(settings.model_dir, passages, report, pairs=pairs)
     return Embedder.from_settings(settings, threads, source=source)
 
 
