@@ -72,9 +72,12 @@ class Recipe:
     min_query_chars: int = 30  # shorter sentences ("Okay.", "Right?") are no query
     max_tokens: int = 256  # the model's own window
     seed: int = 0
+    # Forward and backward in bfloat16 where the CPU computes it natively (weights and the
+    # optimiser stay float32): about two thirds of float32's step time here.
+    bfloat16: bool = True
     # The question bank's stage: passes over its (question, passage) pairs, from a fresh
     # optimiser at this rate (batch, warmup and scale as above). 2 passes at 3e-5 found the
-    # answer more often than 1 at 2e-5.
+    # answer more often than 1 at 2e-5 or 3e-5.
     bank_epochs: float = 2.0
     bank_learning_rate: float = 3e-5
     bank: str = ""  # the digest of the pairs trained on ("": none, no second stage)
@@ -242,12 +245,22 @@ def train(
         "base_model": str(model_dir()),
         "passages": text_hashes(passages),
         "steps": total,
+        "bfloat16": _bfloat16(recipe),
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     with open(out / READY_FILE, "w") as f:  # last: a folder without it is incomplete
         json.dump(meta, f)
         f.flush()
         os.fsync(f.fileno())
+
+
+def _bfloat16(recipe: Recipe) -> bool:
+    """Whether training runs in bfloat16: where the recipe asks and the CPU computes it natively
+    (elsewhere it is emulated, slower than float32)."""
+    import torch
+
+    native = torch.cpu.get_capabilities()
+    return recipe.bfloat16 and bool(native.get("avx512_bf16") or native.get("amx_bf16"))
 
 
 def _stage(model, recipe: Recipe, make_pairs, steps: int, rate: float, done: int, total: int):
@@ -264,9 +277,13 @@ def _stage(model, recipe: Recipe, make_pairs, steps: int, rate: float, done: int
         lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / (steps - warmup)),
     )
 
+    fast = _bfloat16(recipe)
+
     def encode(texts: list[str]):
         features = model.tokenize(texts)
-        return torch.nn.functional.normalize(model(features)["sentence_embedding"], dim=-1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
+            vectors = model(features)["sentence_embedding"]
+        return torch.nn.functional.normalize(vectors.float(), dim=-1)
 
     model.train()
     step = 0

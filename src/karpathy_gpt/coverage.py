@@ -45,10 +45,10 @@ SIGNALS = (
     # Last: where the fitted questions say nothing (another corpus), decide() goes without it.
     "asked",  # cosine to the nearest off-topic question fitted on, less the nearest on-topic
 )
-# Chosen by cross-validation so that held-out on-topic questions are refused at most ~5%
-# of the time, and no larger: 3 and 3.5% refused no more off-topic questions (the fit refuses
-# this share of the questions it is fitted on).
-TARGET_FALSE_REFUSALS = 0.025
+# Chosen by cross-validation: the largest that keeps held-out on-topic questions, dev's and
+# all of them, refused at most ~5% of the time (the fit refuses this share of the questions it
+# is fitted on; BENCHMARKS.md has the targets measured).
+TARGET_FALSE_REFUSALS = 0.035
 
 
 @dataclass(frozen=True)
