@@ -57,16 +57,17 @@ def test_ask_refuses_what_the_api_refuses(tmp_path, question):
 
 
 def test_eval_on_the_public_questions(server, index_dir):
-    """At least what the served ranker and refusal (weights.json of cca6e58, the adapted model)
-    reached: hit@1 13/15, hit@3 15/15, MRR@10 0.911, every answer's evidence within 2,400
-    characters, 14/15 answers holding their evidence, none refused; the off-topic questions
-    refused (109/109 with the weights fitted on them all). These questions were among those
-    fitted on (in_sample): a drop is a regression, not a measure of the method (the
+    """At least what the served ranker and refusal (weights.json of the bank of 2,360, the
+    adapted model) reach: hit@1 12/15 (13 before it: a loss BENCHMARKS.md reports, taken for
+    +5 points of hit@1 on all 229 questions), hit@3 15/15, MRR@10 0.90, every answer's evidence
+    within 2,400 characters, 14/15 answers holding their evidence, none refused; the off-topic
+    questions refused (109/109 with the weights fitted on them all). These questions were among
+    those fitted on (in_sample): a drop is a regression, not a measure of the method (the
     cross-validated figures are eval --cv's)."""
     figures = eval_figures(SHARED / "eval" / "questions.jsonl", index_dir)
     assert figures["questions"] == 15
     assert figures["hit@3"] >= 15
-    assert figures["hit@1"] >= 13
+    assert figures["hit@1"] >= 12
     assert figures["mrr@10"] >= 0.9
     assert served(figures, "hit@2400") == 15
     assert answered(figures, "evidence_held", 15) >= 14
